@@ -1,0 +1,1 @@
+"""Error notebook and dataset versions: ErrorCase, Dataset, DatasetVersion, DatasetExample (see the issues)."""

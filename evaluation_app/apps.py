@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class EvaluationAppConfig(AppConfig):
+    name = "evaluation_app"

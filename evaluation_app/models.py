@@ -1,0 +1,1 @@
+"""Evaluation runs and comparison reports: EvalRun, EvalResult, ComparisonReport."""

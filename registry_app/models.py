@@ -1,0 +1,1 @@
+"""Model registry, promotion and serving: RegisteredModel, ModelVersion, PromotionRequest, GatePolicy, Deployment."""

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class TrainingAppConfig(AppConfig):
+    name = "training_app"

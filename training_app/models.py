@@ -1,0 +1,1 @@
+"""Fine-tune and compression jobs on the shared Job lifecycle (llmops.jobs): FineTuneJob, CompressionJob, Study."""

@@ -1,0 +1,1 @@
+"""ML engine: plain Python + torch. Never imports django."""
