@@ -121,6 +121,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "llmops.context_processors.navigation",
             ],
+            "builtins": ["template_partials.templatetags.partials"],
         },
     },
 ]
@@ -165,6 +166,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env_path("STATIC_ROOT", VAR_DIR / "static")
+WHITENOISE_USE_FINDERS = DEBUG  # DEBUG serves straight from the app folders; production from collectstatic
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -216,6 +218,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["llmops.roles.RolePermission"],
 }
 
 # --- Celery and jobs ------------------------------------------------------------------------------------------

@@ -65,7 +65,6 @@ def prepare(env: dict, var: Path) -> None:
 
 def serve(env: dict, var: Path, port: int) -> int:
     procs: list[subprocess.Popen] = []
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         celery = [
             PYTHON,
@@ -102,10 +101,16 @@ def serve(env: dict, var: Path, port: int) -> int:
         print("\nStopping ...", flush=True)
         return 0
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         stop_all(procs)
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM, like Ctrl-C, unwinds and stops what was started
     var = Path(os.environ.get("VAR_DIR", ROOT / "var")).resolve()
     (var / "logs").mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("PORT", "8000"))
@@ -122,7 +127,11 @@ def main() -> int:
             print("Using REDIS_URL; starting no Redis.", flush=True)
         if "DATABASE_URL" in os.environ:
             print("Using DATABASE_URL; SQLite is not used.", flush=True)
-        prepare(env, var)
+        try:
+            prepare(env, var)
+        except KeyboardInterrupt:
+            print("\nInterrupted during set-up; stopped.", flush=True)
+            return 130
         return serve(env, var, port)
 
 
