@@ -186,7 +186,7 @@ def report(samples: dict[str, list[float]]) -> dict:
         "bench": "dispatch",
         "jobs": len(samples["ours"]),
         **ours,
-        "reference": "send_task direct",
+        "reference": "bare celery task",
         "reference_p50_ms": ref["p50_ms"],
         "reference_p95_ms": ref["p95_ms"],
         "ratio": round(ours["p50_ms"] / ref["p50_ms"], 3),

@@ -41,4 +41,8 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     name = "ApiToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "A named API token from the API tokens page."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A named API token from the API tokens page.",
+        }

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, task_postrun, task_prerun
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmops.settings")
@@ -22,3 +22,12 @@ def use_django_logging(**kwargs) -> None:
     from django.conf import settings
 
     dictConfig(settings.LOGGING)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def recycle_database_connections(**kwargs) -> None:
+    """As Django does around a request: drop connections that are broken or older than CONN_MAX_AGE."""
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -235,6 +235,10 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
+# Celery's Django fixup closes every DB connection around each task unless this is set: a new PostgreSQL
+# connection per task cost ~10 ms of dispatch latency (bench/dispatch.py). llmops/celery.py instead recycles
+# connections the way Django does per request (CONN_MAX_AGE + health checks).
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # A redelivered long job is guarded by the job row (see llmops/jobs.py), so the timeout may be shorter than a job.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BEAT_SCHEDULE = {
