@@ -3,6 +3,7 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -64,8 +65,9 @@ class DiagnosticJobListCreateApi(APIView):
 
     @extend_schema(responses=DiagnosticJobOutput(many=True), summary="List diagnostic jobs, newest first")
     def get(self, request):
-        jobs = DiagnosticJob.objects.all()[:100]
-        return Response(DiagnosticJobOutput(jobs, many=True).data)
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(DiagnosticJob.objects.all(), request, view=self)
+        return paginator.get_paginated_response(DiagnosticJobOutput(page, many=True).data)
 
     @extend_schema(
         request=InputSerializer,

@@ -60,7 +60,7 @@ def token_revoke(request, pk: int):
 @role_required("diagnostics.view")
 @require_GET
 def diagnostics_list(request):
-    context = {"form": DiagnosticJobForm(), "jobs": DiagnosticJob.objects.select_related("created_by")[:50]}
+    context = {"form": DiagnosticJobForm(), "jobs": DiagnosticJob.objects.all()[:50]}
     template = "llmops/diagnostics.html#job-table" if request.htmx else "llmops/diagnostics.html"
     return render(request, template, context)
 

@@ -52,3 +52,11 @@ def test_an_admin_queues_reads_and_cancels_a_job_through_the_api(world, broker):
     assert cancelled.status_code == 202 and cancelled.json()["status"] == JobStatus.CANCELLED
     again = api.post(reverse("api-diagnostic-cancel", args=[created["id"]]))
     assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+
+
+def test_the_job_list_is_paginated_newest_first(world):
+    for seconds in (1, 2, 3):
+        DiagnosticJob.objects.create(seconds=seconds)
+    page = world.api("Admin").get(reverse("api-diagnostic-jobs"), {"limit": 2}).json()
+    assert page["count"] == 3 and [job["seconds"] for job in page["results"]] == [3, 2]
+    assert "offset=2" in page["next"]
