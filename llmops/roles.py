@@ -25,6 +25,12 @@ MATRIX: dict[str, frozenset[str]] = {
     "api.docs": EVERYONE,
     "diagnostics.view": frozenset({ADMIN}),
     "diagnostics.run": frozenset({ADMIN}),
+    # error notebook: everyone reads; PMs and data scientists create and edit; PMs and admins approve or reject
+    "cases.view": EVERYONE,
+    "cases.edit": frozenset({PM, DATA_SCIENTIST}),
+    "cases.approve": frozenset({PM, ADMIN}),
+    "cases.delete": frozenset({PM, ADMIN}),
+    "taxonomy.manage": frozenset({ADMIN}),
 }
 
 # What each role is for, shown on the home page.
@@ -38,6 +44,8 @@ ROLE_DESCRIPTIONS = {
 # Navigation: (label, url name, permission). The context processor shows the entries the user may open.
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("Home", "home", "portal.view"),
+    ("Error notebook", "cases:list", "cases.view"),
+    ("Curation", "cases:dashboard", "cases.view"),
     ("Diagnostics", "diagnostics:list", "diagnostics.view"),
     ("API tokens", "tokens", "tokens.manage"),
     ("API docs", "api-docs", "api.docs"),

@@ -1,0 +1,46 @@
+"""Full-text search that works for Chinese: text is indexed as words plus overlapping CJK bigrams.
+
+PostgreSQL's parsers do not segment Chinese, so each case stores `search_text` (lowercased words, and for every
+run of CJK characters its overlapping bigrams) and a generated `tsvector` over it with the `simple` config (see the
+migration). A query is tokenised the same way: a CJK run becomes a phrase of its bigrams (`<->`), an English word a
+prefix match, all ANDed. SQLite (make run) falls back to substring search.
+"""
+
+import re
+import unicodedata
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
+_IS_CJK = re.compile(rf"[{_CJK}]")
+MAX_SEARCH_TEXT = 20_000
+
+
+def _cjk_grams(run: str) -> list[str]:
+    return [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def tokens(text: str) -> list[str]:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    out: list[str] = []
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        out.extend(_cjk_grams(token) if _IS_CJK.match(token) else [token])
+    return out
+
+
+def search_text(*parts: str) -> str:
+    """What a case stores for indexing (capped, so a huge case cannot bloat the index)."""
+    return " ".join(tokens(" ".join(parts)))[:MAX_SEARCH_TEXT]
+
+
+def tsquery(query: str) -> str:
+    """A to_tsquery('simple', ...) expression, or "" when the query has nothing to search for."""
+    text = unicodedata.normalize("NFKC", query).casefold()
+    terms = []
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if _IS_CJK.match(token):
+            terms.append("(" + " <-> ".join(_cjk_grams(token)) + ")")
+        else:
+            terms.append(f"{token}:*")
+    return " & ".join(terms)

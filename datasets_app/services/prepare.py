@@ -1,0 +1,67 @@
+"""Turn incoming case content into what is stored: PII scrubbed, sensitive words applied, fingerprint, search text.
+
+Used by every way in (form, API, bulk API, file import), so scrubbing cannot be bypassed by one of them.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from datasets_app.dedup import fingerprint
+from datasets_app.pii import SensitiveWords, scrub
+from datasets_app.search import search_text
+
+
+@dataclass
+class Scrubber:
+    """PII scrubbing (on unless an import turns it off) and the admin-managed sensitive-word list."""
+
+    scrub_pii: bool = True
+    words: SensitiveWords | None = None
+    found: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def from_database(cls, scrub_pii: bool = True) -> "Scrubber":
+        from datasets_app.models import SensitiveWord
+
+        pairs = list(SensitiveWord.objects.values_list("word", "action"))
+        return cls(scrub_pii=scrub_pii, words=SensitiveWords(pairs) if pairs else None)
+
+    def clean(self, text: str, flags: set[str]) -> str:
+        if not text:
+            return text
+        if self.scrub_pii:
+            text, kinds = scrub(text)
+            if kinds:
+                self.found.update(kinds)
+        if self.words is not None:
+            text, flagged = self.words.apply(text)
+            flags.update(f"sensitive:{w}" for w in flagged)
+        return text
+
+
+@dataclass(slots=True)
+class Prepared:
+    messages: list
+    bad_output: str
+    expected_output: str
+    flags: list
+    fingerprint: str
+    search_text: str
+
+
+def prepare_content(
+    scrubber: Scrubber, messages: list, bad_output: str, expected_output: str = ""
+) -> Prepared:
+    flags: set[str] = set()
+    clean_messages = [{"role": m["role"], "content": scrubber.clean(m["content"], flags)} for m in messages]
+    bad = scrubber.clean(bad_output, flags)
+    expected = scrubber.clean(expected_output, flags)
+    contents = [m["content"] for m in clean_messages]
+    return Prepared(
+        messages=clean_messages,
+        bad_output=bad,
+        expected_output=expected,
+        flags=sorted(flags),
+        fingerprint=fingerprint(clean_messages, bad),
+        search_text=search_text(*contents, bad, expected),
+    )
