@@ -187,24 +187,6 @@ class CaseComment(models.Model):
         return f"comment on case #{self.case_id}"
 
 
-class IdempotencyRecord(models.Model):
-    """The first answer to a request made with an Idempotency-Key; a retry gets it back and creates nothing."""
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
-    key = models.CharField(max_length=255)
-    endpoint = models.CharField(max_length=100)
-    request_hash = models.CharField(max_length=64)
-    status_code = models.PositiveSmallIntegerField()
-    body = models.JSONField()
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "key"], name="one_answer_per_idempotency_key")]
-
-    def __str__(self) -> str:
-        return f"{self.endpoint} {self.key}"
-
-
 class ImportJob(Job):
     """An upload of cases (JSONL or CSV); small files run inline, big ones on a cpu worker."""
 

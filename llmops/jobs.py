@@ -49,6 +49,10 @@ class IllegalTransition(Exception):
     pass
 
 
+class JobFailed(Exception):
+    """Raised by running code for an expected failure: the job fails with this message, without a traceback."""
+
+
 class JobCancelled(Exception):
     """Raised inside running code when the job was cancelled (or taken away) between two steps."""
 
@@ -285,6 +289,8 @@ def job_run(
             message = work(job, reporter) or ""
         except JobCancelled:
             return _finish(model, job_id, task_id, JobStatus.CANCELLED)
+        except JobFailed as exc:
+            return _finish(model, job_id, task_id, JobStatus.FAILED, str(exc))
         except Exception as exc:
             log.exception("job failed")
             detail = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=20)}"

@@ -30,6 +30,7 @@ MATRIX: dict[str, frozenset[str]] = {
     "cases.edit": frozenset({PM, DATA_SCIENTIST}),
     "cases.approve": frozenset({PM, ADMIN}),
     "cases.delete": frozenset({PM, ADMIN}),
+    "cases.comment": EVERYONE,
     "taxonomy.manage": frozenset({ADMIN}),
 }
 

@@ -182,6 +182,12 @@ MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 512 * 1024 * 1024)
+IMPORT_INLINE_MAX_BYTES = env_int(
+    "IMPORT_INLINE_MAX_BYTES", 2 * 1024 * 1024
+)  # larger imports run on a cpu worker
+IMPORT_MAX_LINE_BYTES = env_int("IMPORT_MAX_LINE_BYTES", 1024 * 1024)
+PII_SCRUB_DEFAULT = env_bool("PII_SCRUB_DEFAULT", True)
+NEAR_DUP_THRESHOLD = env_float("NEAR_DUP_THRESHOLD", 0.8)
 
 # --- security (production mode) -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

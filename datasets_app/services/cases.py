@@ -99,7 +99,7 @@ def case_create(
 @transaction.atomic
 def case_update(*, case_id: int, user: AbstractBaseUser, version: int, changes: dict) -> ErrorCase:
     """Apply field changes; refuse if the case changed since `version`; record every change in the history."""
-    case = ErrorCase.objects.select_for_update().select_related("updated_by").get(pk=case_id)
+    case = ErrorCase.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=case_id)
     if case.version != version:
         raise StaleEdit(case)
     diff = {}
@@ -153,7 +153,7 @@ def check_transition(case: ErrorCase, status: str, reason: str = "") -> None:
 def case_set_status(
     *, case_id: int, user: AbstractBaseUser, status: str, reason: str = "", version: int | None = None
 ) -> ErrorCase:
-    case = ErrorCase.objects.select_for_update().select_related("updated_by").get(pk=case_id)
+    case = ErrorCase.objects.select_for_update(of=("self",)).select_related("updated_by").get(pk=case_id)
     if version is not None and case.version != version:
         raise StaleEdit(case)
     check_transition(case, status, reason)
@@ -215,8 +215,12 @@ class BulkResult:
     skipped: dict[int, str]  # case id -> why
 
 
-def cases_bulk_action(*, ids: list[int], user: AbstractBaseUser, action: str, value: str = "") -> BulkResult:
-    """tag, untag, assign, status or delete on a selection; each case succeeds or is skipped with its reason."""
+def cases_bulk_action(
+    *, ids: list[int], user: AbstractBaseUser, action: str, value: str = "", reason: str = ""
+) -> BulkResult:
+    """tag, untag, assign, status or delete on a selection; each case succeeds or is skipped with its reason.
+
+    `reason` is the rejection reason when the action sets the status to rejected."""
     result = BulkResult(done=[], skipped={})
     if action == "delete":
         with transaction.atomic():
@@ -226,7 +230,7 @@ def cases_bulk_action(*, ids: list[int], user: AbstractBaseUser, action: str, va
         return result
     for case_id in ids:
         try:
-            _bulk_one(case_id, user, action, value)
+            _bulk_one(case_id, user, action, value, reason=reason)
         except (ValidationError, ErrorCase.DoesNotExist) as exc:
             result.skipped[case_id] = "; ".join(_messages(exc))
         else:
@@ -234,9 +238,9 @@ def cases_bulk_action(*, ids: list[int], user: AbstractBaseUser, action: str, va
     return result
 
 
-def _bulk_one(case_id: int, user, action: str, value: str) -> None:
+def _bulk_one(case_id: int, user, action: str, value: str, *, reason: str = "") -> None:
     if action == "status":
-        case_set_status(case_id=case_id, user=user, status=value)
+        case_set_status(case_id=case_id, user=user, status=value, reason=reason)
         return
     case = ErrorCase.objects.get(pk=case_id)
     if action in ("tag", "untag"):
