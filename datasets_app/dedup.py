@@ -35,7 +35,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 SHINGLE_SIZE = 3
 NUM_PERM = 128
@@ -149,6 +148,8 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from datasketch import MinHash  # imported late: it pulls in scipy (~2 s), which ingest never needs
+
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME).permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
@@ -211,6 +212,8 @@ def group_near_duplicates(
     if len(ids) < 2:
         return {}
     matrix = np.frombuffer(b"".join(blobs), dtype="<u4").reshape(len(ids), num_perm)
+    from datasketch import LeanMinHash, MinHashLSH
+
     sketches = [LeanMinHash(seed=SEED, hashvalues=row, scheme=SCHEME) for row in matrix]
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
     with lsh.insertion_session() as session:

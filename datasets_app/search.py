@@ -12,6 +12,8 @@ import unicodedata
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
 _IS_CJK = re.compile(rf"[{_CJK}]")
+_SPLIT = re.compile(rf"([{_CJK}]+)|([^\W_]+)", re.UNICODE)
+_ASCII_TOKEN = re.compile(r"[a-z0-9]+")
 MAX_SEARCH_TEXT = 20_000
 
 
@@ -20,11 +22,15 @@ def _cjk_grams(run: str) -> list[str]:
 
 
 def tokens(text: str) -> list[str]:
+    if text.isascii():  # most English text: NFKC and CJK handling are no-ops
+        return _ASCII_TOKEN.findall(text.lower())
     text = unicodedata.normalize("NFKC", text).casefold()
     out: list[str] = []
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        out.extend(_cjk_grams(token) if _IS_CJK.match(token) else [token])
+    for cjk, word in _SPLIT.findall(text):
+        if cjk:
+            out.extend(_cjk_grams(cjk))
+        else:
+            out.append(word)
     return out
 
 

@@ -31,7 +31,6 @@ MATRIX: dict[str, frozenset[str]] = {
     "cases.approve": frozenset({PM, ADMIN}),
     "cases.delete": frozenset({PM, ADMIN}),
     "cases.comment": EVERYONE,
-    "taxonomy.manage": frozenset({ADMIN}),
 }
 
 # What each role is for, shown on the home page.

@@ -6,6 +6,7 @@ Every action answers through `panels.respond`, so the same view serves the case 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, render
+from django.utils.timezone import localtime
 from django.views.decorators.http import require_GET, require_POST
 
 from datasets_app.forms import CaseEditForm, CaseTagsForm, CommentForm, RejectForm, StatusForm, int_or_none
@@ -32,8 +33,12 @@ def _stale(request, exc: StaleEdit, form=None, form_name: str = ""):
         data = request.POST.copy()
         data["version"] = str(exc.case.version)
         extra[form_name] = type(form)(data)
+    case = exc.case
+    who = case.updated_by.get_username() if case.updated_by else "someone"
     message = (
-        f"{exc} The page now shows their version; your text is still in the editor: save again to replace it."
+        f"{who} changed case #{case.pk} at {localtime(case.updated_at):%Y-%m-%d %H:%M:%S}, after you opened it; "
+        "your edit was not saved. The page now shows their version"
+        + ("; your text is still in the editor: save again to replace theirs." if form is not None else ".")
     )
     return respond(request, exc.case, status=409, problem=message, **extra)
 

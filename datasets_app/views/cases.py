@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import push_url
 
 from datasets_app import selectors
 from datasets_app.forms import (
@@ -56,11 +57,15 @@ def _products() -> list[str]:
     return sorted(rows.order_by()[:200])
 
 
+def _list_url(filters) -> str:
+    query = filters_query(filters)
+    return f"{reverse('cases:list')}?{query}" if query else reverse("cases:list")
+
+
 def _table(request, filters, status: int = 200):
     """After a bulk action or a merge: the refreshed table (HTMX) or back to the list (no JS)."""
     if not request.htmx:
-        query = filters_query(filters)
-        return redirect(f"{reverse('cases:list')}?{query}" if query else reverse("cases:list"))
+        return redirect(_list_url(filters))
     context = _list_context(request, filters)
     return render(request, "datasets_app/case_list.html#case-table", context, status=status)
 
@@ -74,10 +79,12 @@ def case_list(request):
         messages.warning(request, problem)
     after = int_or_none(request.GET.get("after"))
     context = _list_context(request, filters, after)
-    template = "datasets_app/case_list.html"
-    if request.htmx:
-        template += "#case-rows" if after else "#case-table"
-    return render(request, template, context)
+    if not request.htmx:
+        return render(request, "datasets_app/case_list.html", context)
+    if after:
+        return render(request, "datasets_app/case_list.html#case-rows", context)
+    response = render(request, "datasets_app/case_list.html#case-table", context)
+    return push_url(response, _list_url(filters))  # the address bar shows only the filters in use
 
 
 def _bulk_summary(result: BulkResult) -> str:

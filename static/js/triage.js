@@ -34,9 +34,14 @@
     if (dialog && !dialog.open) dialog.showModal();
   }
 
+  function hint(text) {
+    if (window.casesToast) window.casesToast(text, "warning");
+    return true;
+  }
+
   var keys = {
-    a: function () { return press("approve-button"); },
-    r: function () { return focus(byId("reject-reason")); },
+    a: function () { return press("approve-button") || hint("Approving is not possible here: it needs the PM or Admin role."); },
+    r: function () { return focus(byId("reject-reason")) || hint("Rejecting is not possible here: it needs the PM or Admin role and an open case."); },
     j: function () { return press("next-link"); },
     ArrowRight: function () { return press("next-link"); },
     k: function () { return press("previous-link"); },

@@ -23,7 +23,9 @@ def tags(db):
     }
 
 
-def make_case(text="How do I reset my password?", bad="Click the red button.", expected="", **fields) -> ErrorCase:
+def make_case(
+    text="How do I reset my password?", bad="Click the red button.", expected="", **fields
+) -> ErrorCase:
     return case_create(
         user=None,
         messages=[{"role": "user", "content": text}],
@@ -78,7 +80,9 @@ def test_search_finds_english_and_chinese_text(world):
 
 def test_a_bad_filter_value_is_ignored_with_a_message_naming_the_field(world):
     case = make_case()
-    response, html = page(world.client("PM"), reverse("cases:list"), {"date_from": "31/02/2024", "status": "nope"})
+    response, html = page(
+        world.client("PM"), reverse("cases:list"), {"date_from": "31/02/2024", "status": "nope"}
+    )
     assert response.status_code == 200
     assert "date_from: “31/02/2024” is not a date" in html
     assert "status: “nope” is not one of" in html
@@ -96,7 +100,12 @@ def test_a_filter_change_from_htmx_swaps_only_the_table(world):
 def test_load_more_appends_the_next_page_by_keyset(world):
     now = timezone.now()
     ErrorCase.objects.bulk_create(
-        ErrorCase(messages=[{"role": "user", "content": f"q{i}"}], bad_output=f"a{i}", fingerprint=f"{i:064}", created_at=now)
+        ErrorCase(
+            messages=[{"role": "user", "content": f"q{i}"}],
+            bad_output=f"a{i}",
+            fingerprint=f"{i:064}",
+            created_at=now,
+        )
         for i in range(PAGE_SIZE + 5)
     )
     ids = list(ErrorCase.objects.order_by("-pk").values_list("pk", flat=True))
@@ -161,18 +170,34 @@ def test_an_inline_edit_saves_and_records_the_change_in_the_history(world):
     case = make_case(bad="Wrong answer.")
     response = world.client("PM").post(
         reverse("cases:edit", args=[case.pk]),
-        {"version": case.version, "expected_output": "Right answer.", "severity": "high", "task_type": "chat",
-         "product": "shop", "feature": "", "model_version": "", "assignee": ""},
+        {
+            "version": case.version,
+            "expected_output": "Right answer.",
+            "severity": "high",
+            "task_type": "chat",
+            "product": "shop",
+            "feature": "",
+            "model_version": "",
+            "assignee": "",
+        },
         **HX,
     )
     html = response.content.decode()
     assert response.status_code == 200
     case.refresh_from_db()
-    assert (case.expected_output, case.severity, case.product, case.status) == ("Right answer.", "high", "shop", "corrected")
+    assert (case.expected_output, case.severity, case.product, case.status) == (
+        "Right answer.",
+        "high",
+        "shop",
+        "corrected",
+    )
     assert case.version == 2
     assert "<del>Wrong</del>" in html and "<ins>Right</ins>" in html
-    assert "<code>expected_output</code>: <span class=\"old\">—</span> → <span class=\"new\">Right answer.</span>" in html
-    assert "Case #%d saved." % case.pk in html  # the toast
+    assert (
+        '<code>expected_output</code>: <span class="old">—</span> → <span class="new">Right answer.</span>'
+        in html
+    )
+    assert f"Case #{case.pk} saved." in html  # the toast
     event = CaseEvent.objects.get(case=case, kind="edited")
     assert event.actor == world.users["PM"] and event.changes["severity"] == ["medium", "high"]
 
@@ -181,7 +206,9 @@ def test_a_stale_edit_gets_409_naming_who_changed_it_and_keeps_both_texts(world)
     case = make_case()
     first, second = world.client("PM"), world.client("Data Scientist")
     url = reverse("cases:edit", args=[case.pk])
-    assert first.post(url, {"version": case.version, "expected_output": "First fix."}, **HX).status_code == 200
+    assert (
+        first.post(url, {"version": case.version, "expected_output": "First fix."}, **HX).status_code == 200
+    )
     response = second.post(url, {"version": case.version, "expected_output": "Second fix."}, **HX)
     html = response.content.decode()
     assert response.status_code == 409
@@ -197,7 +224,10 @@ def test_approving_a_case_without_expected_output_is_400_naming_the_field(world)
     ErrorCase.objects.filter(pk=case.pk).update(status=CaseStatus.CORRECTED)
     response = world.client("PM").post(reverse("cases:approve", args=[case.pk]), **HX)
     assert response.status_code == 400
-    assert f"expected_output: case #{case.pk} has no expected output; correct it first" in response.content.decode()
+    assert (
+        f"expected_output: case #{case.pk} has no expected output; correct it first"
+        in response.content.decode()
+    )
     case.refresh_from_db()
     assert case.status == CaseStatus.CORRECTED
 
@@ -227,20 +257,37 @@ def test_approve_and_reject_are_hidden_from_a_data_scientist_and_refused_with_40
     assert case.status == CaseStatus.CORRECTED
 
 
+def test_the_list_links_to_new_case_import_export_and_triage_by_role(world):
+    pm = page(world.client("PM"), reverse("cases:list"), {"severity": "high"})[1]
+    for name in ("cases:create", "cases:import"):
+        assert f'href="{reverse(name)}"' in pm
+    assert f'href="{reverse("cases:export")}?severity=high"' in pm
+    assert f'href="{reverse("cases:triage")}?severity=high"' in pm
+    assert 'id="bulk-form"' in pm
+    architect = page(world.client("Architect"), reverse("cases:list"))[1]
+    assert f'href="{reverse("cases:create")}"' not in architect and 'id="bulk-form"' not in architect
+
+
 def test_an_architect_reads_and_comments_but_cannot_edit(world):
     case = make_case()
     client = world.client("Architect")
     html = page(client, reverse("cases:detail", args=[case.pk]))[1]
     assert 'id="edit-form"' not in html and 'id="tag-form"' not in html
-    assert client.post(reverse("cases:edit", args=[case.pk]), {"version": 1, "expected_output": "x"}).status_code == 403
-    response = client.post(reverse("cases:comment", args=[case.pk]), {"body": "Looks like a tone issue."}, **HX)
+    assert (
+        client.post(reverse("cases:edit", args=[case.pk]), {"version": 1, "expected_output": "x"}).status_code
+        == 403
+    )
+    response = client.post(
+        reverse("cases:comment", args=[case.pk]), {"body": "Looks like a tone issue."}, **HX
+    )
     assert response.status_code == 200 and "Looks like a tone issue." in response.content.decode()
 
 
 def test_the_tag_picker_saves_the_checked_tags(world, tags):
     case = make_case(tags=["format"])
     response = world.client("PM").post(
-        reverse("cases:tags", args=[case.pk]), {"version": case.version, "tags": ["hallucination", "terminology"]}
+        reverse("cases:tags", args=[case.pk]),
+        {"version": case.version, "tags": ["hallucination", "terminology"]},
     )
     assert response.status_code == 302
     assert sorted(case.tags.values_list("name", flat=True)) == ["hallucination", "terminology"]
@@ -271,7 +318,10 @@ def test_triage_shows_the_first_case_of_the_filtered_list_with_its_neighbours(wo
     assert f'id="triage-panel" class="triage" data-case="{new.pk}"' in html
     assert f'href="/cases/{middle.pk}/triage?status=corrected"' in html
     html = page(client, reverse("cases:triage-case", args=[middle.pk]), {"status": "corrected"})[1]
-    assert f"/cases/{new.pk}/triage?status=corrected" in html and f"/cases/{old.pk}/triage?status=corrected" in html
+    assert (
+        f"/cases/{new.pk}/triage?status=corrected" in html
+        and f"/cases/{old.pk}/triage?status=corrected" in html
+    )
     assert "<kbd>a</kbd>" in html and "triage.js" in html
 
 
@@ -287,7 +337,9 @@ def test_approving_in_triage_advances_to_the_next_case(world):
     newer.refresh_from_db()
     assert newer.status == CaseStatus.APPROVED
     # without JS: a redirect to the next case, and after the last one to the end of the list
-    response = client.post(reverse("cases:reject", args=[older.pk]) + "?status=corrected", {"triage": "1", "reason": "dup"})
+    response = client.post(
+        reverse("cases:reject", args=[older.pk]) + "?status=corrected", {"triage": "1", "reason": "dup"}
+    )
     assert response.status_code == 302 and response["Location"] == "/cases/triage/?status=corrected&done=1"
     assert "Nothing more to triage" in page(client, response["Location"])[1]
 
@@ -295,12 +347,16 @@ def test_approving_in_triage_advances_to_the_next_case(world):
 def test_an_edit_in_triage_stays_on_the_case(world):
     case = make_case()
     response = world.client("PM").post(
-        reverse("cases:edit", args=[case.pk]), {"triage": "1", "version": 1, "expected_output": "Fixed."}, **HX
+        reverse("cases:edit", args=[case.pk]),
+        {"triage": "1", "version": 1, "expected_output": "Fixed."},
+        **HX,
     )
     html = response.content.decode()
     assert response.status_code == 200 and f'data-case="{case.pk}"' in html and "<ins>Fixed</ins>" in html
     case.refresh_from_db()
-    assert case.severity == "medium"  # the triage editor posts only the expected output; the rest is untouched
+    assert (
+        case.severity == "medium"
+    )  # the triage editor posts only the expected output; the rest is untouched
 
 
 # --- bulk actions and merge ----------------------------------------------------------------------------------
@@ -322,7 +378,10 @@ def test_bulk_tag_assign_and_status_report_done_and_skipped(world, tags):
     assert set(ErrorCase.objects.values_list("assignee", flat=True)) == {scientist.pk}
     response = bulk(client, {"ids": ids, "action": "status", "status": "approved"})
     html = response.content.decode()
-    assert "1 done, 1 skipped" in html and f"#{a.pk}: status: case #{a.pk} cannot go from new to approved" in html
+    assert (
+        "1 done, 1 skipped" in html
+        and f"#{a.pk}: status: case #{a.pk} cannot go from new to approved" in html
+    )
     assert ErrorCase.objects.get(pk=b.pk).status == CaseStatus.APPROVED
     response = bulk(client, {"ids": [a.pk], "action": "status", "status": "rejected", "reason": "spam"})
     assert ErrorCase.objects.get(pk=a.pk).rejection_reason == "spam"
@@ -344,9 +403,17 @@ def test_bulk_delete_needs_an_explicit_confirmation_and_the_permission(world):
     a, b = make_case("one"), make_case("two")
     client = world.client("PM")
     response = bulk(client, {"ids": [a.pk, b.pk], "action": "delete"})
-    assert response.status_code == 400 and "confirm: deleting cases needs an explicit confirmation" in response.content.decode()
+    assert (
+        response.status_code == 400
+        and "confirm: deleting cases needs an explicit confirmation" in response.content.decode()
+    )
     assert ErrorCase.objects.count() == 2
-    assert bulk(world.client("Data Scientist"), {"ids": [a.pk], "action": "delete", "confirm": "yes"}).status_code == 403
+    assert (
+        bulk(
+            world.client("Data Scientist"), {"ids": [a.pk], "action": "delete", "confirm": "yes"}
+        ).status_code
+        == 403
+    )
     response = bulk(client, {"ids": [a.pk, b.pk], "action": "delete", "confirm": "yes"})
     assert response.status_code == 200 and "2 done, 0 skipped" in response.content.decode()
     assert ErrorCase.objects.count() == 0
@@ -355,7 +422,8 @@ def test_bulk_delete_needs_an_explicit_confirmation_and_the_permission(world):
 def test_bulk_without_js_redirects_back_to_the_filtered_list(world):
     case = make_case()
     response = world.client("PM").post(
-        reverse("cases:bulk") + "?severity=medium", {"ids": [case.pk], "action": "status", "status": "triaged"}
+        reverse("cases:bulk") + "?severity=medium",
+        {"ids": [case.pk], "action": "status", "status": "triaged"},
     )
     assert response.status_code == 302 and response["Location"] == "/cases/?severity=medium"
 
@@ -396,7 +464,11 @@ def test_a_new_case_is_created_from_the_form_and_a_duplicate_links_the_existing_
     response = client.post(reverse("cases:create"), data)
     case = ErrorCase.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/cases/{case.pk}/"
-    assert case.source == "manual" and case.status == CaseStatus.CORRECTED and case.messages[0]["role"] == "system"
+    assert (
+        case.source == "manual"
+        and case.status == CaseStatus.CORRECTED
+        and case.messages[0]["role"] == "system"
+    )
     assert list(case.tags.values_list("name", flat=True)) == ["format"]
     response = client.post(reverse("cases:create"), data)
     html = response.content.decode()
@@ -404,7 +476,11 @@ def test_a_new_case_is_created_from_the_form_and_a_duplicate_links_the_existing_
     assert f"An identical case already exists: #{case.pk}." in html and f'href="/cases/{case.pk}/"' in html
     response = client.post(reverse("cases:create"), {**data, "user_input": "  ", "severity": "huge"})
     html = response.content.decode()
-    assert response.status_code == 400 and "user_input: this field cannot be blank" in html and "severity:" in html
+    assert (
+        response.status_code == 400
+        and "user_input: this field cannot be blank" in html
+        and "severity:" in html
+    )
 
 
 def test_the_dashboard_shows_the_funnel_and_the_chart_data(world, tags):
@@ -412,11 +488,15 @@ def test_the_dashboard_shows_the_funnel_and_the_chart_data(world, tags):
     make_case("b", expected="fix", tags=["format", "hallucination"])
     approved = make_case("c", expected="fix 2")
     ErrorCase.objects.filter(pk=approved.pk).update(status=CaseStatus.APPROVED)
-    case_update(case_id=approved.pk, user=world.users["PM"], version=1, changes={"assignee": world.users["PM"]})
+    case_update(
+        case_id=approved.pk, user=world.users["PM"], version=1, changes={"assignee": world.users["PM"]}
+    )
     html = page(world.client("Architect"), reverse("cases:dashboard"))[1]
     funnel = dict(re.findall(r'data-funnel="(\w+)">(\d+)<', html))
     assert funnel == {"new": "3", "triaged": "2", "corrected": "2", "approved": "1"}
-    data = json.loads(re.search(r'<script id="cases-per-tag" type="application/json">(.*?)</script>', html).group(1))
+    data = json.loads(
+        re.search(r'<script id="cases-per-tag" type="application/json">(.*?)</script>', html).group(1)
+    )
     assert len(data["dates"]) == 30 and data["dates"][-1] == timezone.localdate().isoformat()
     assert data["series"]["format"][-1] == 2 and data["series"]["hallucination"][-1] == 1
     assert "uPlot.iife.min.js" in html and "/static/vendor/uplot/" in html

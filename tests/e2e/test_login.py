@@ -10,12 +10,12 @@ from llmops.roles import ADMIN, ARCHITECT, DATA_SCIENTIST, PM
 from tests.conftest import USERNAMES
 from tests.e2e.conftest import login, screenshot
 
-EVERYONE = ["Home", "API tokens", "API docs"]
+EVERYONE = ["Home", "Error notebook", "Curation", "API tokens", "API docs"]
 NAVIGATION = {
     PM: EVERYONE,
     DATA_SCIENTIST: EVERYONE,
     ARCHITECT: EVERYONE,
-    ADMIN: ["Home", "Diagnostics", "API tokens", "API docs", "Admin site"],
+    ADMIN: ["Home", "Error notebook", "Curation", "Diagnostics", "API tokens", "API docs", "Admin site"],
 }
 
 

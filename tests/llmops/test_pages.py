@@ -13,9 +13,10 @@ def nav_labels(html: str) -> list[str]:
 
 
 def test_navigation_shows_what_each_role_may_open(world):
-    assert nav_labels(world.client("PM").get("/").content.decode()) == ["Home", "API tokens", "API docs"]
+    everyone = ["Home", "Error notebook", "Curation"]
+    assert nav_labels(world.client("PM").get("/").content.decode()) == [*everyone, "API tokens", "API docs"]
     admin = nav_labels(world.client("Admin").get("/").content.decode())
-    assert admin == ["Home", "Diagnostics", "API tokens", "API docs", "Admin site"]
+    assert admin == [*everyone, "Diagnostics", "API tokens", "API docs", "Admin site"]
 
 
 def test_htmx_comes_from_our_static_files_and_every_request_carries_the_csrf_token(world):

@@ -7,6 +7,7 @@ URL needs arguments this file does not know, fails here instead of being forgott
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from datasets_app.models import ErrorCase, ImportJob
 from llmops.models import DiagnosticJob
 from llmops.roles import MATRIX, ROLES, required_permission_for
 
@@ -17,6 +18,29 @@ URL_KWARGS = {
     "token-revoke": lambda w: {"pk": 1},
     "api-diagnostic-job": lambda w: {"pk": w["job"].pk},
     "api-diagnostic-cancel": lambda w: {"pk": w["job"].pk},
+    **{
+        f"cases:{name}": (lambda w: {"pk": w["case"].pk})
+        for name in ("detail", "triage-case", "edit", "tags", "status", "approve", "reject", "comment")
+    },
+    **{
+        f"cases:{name}": (lambda w: {"pk": w["import"].pk})
+        for name in ("import-detail", "import-problems", "import-rejected")
+    },
+    **{
+        name: (lambda w: {"pk": w["case"].pk})
+        for name in (
+            "api-case",
+            "api-case-status",
+            "api-case-approve",
+            "api-case-reject",
+            "api-case-comments",
+        )
+    },
+    "api-case-import": lambda w: {"pk": w["import"].pk},
+}
+# Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
+PER_ACTION = {
+    "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission"
 }
 # Namespaces guarded by something other than the matrix, checked by their own tests.
 OUTSIDE_MATRIX = {"admin"}
@@ -56,12 +80,18 @@ def test_every_non_public_endpoint_declares_a_known_permission():
 
 
 def test_the_matrix_has_no_permission_that_no_endpoint_uses():
-    assert set(MATRIX) == {perm for *_, perm in ENDPOINTS}
+    assert set(MATRIX) == {perm for *_, perm in ENDPOINTS} | set(PER_ACTION)
 
 
 @pytest.fixture
 def guarded_world(world):
-    return {"job": DiagnosticJob.objects.create(seconds=0)}
+    return {
+        "job": DiagnosticJob.objects.create(seconds=0),
+        "case": ErrorCase.objects.create(
+            bad_output="x", fingerprint="f", messages=[{"role": "user", "content": "q"}]
+        ),
+        "import": ImportJob.objects.create(filename="x.jsonl", status="succeeded"),
+    }
 
 
 def url_for(name: str, objects) -> str:

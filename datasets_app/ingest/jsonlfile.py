@@ -1,0 +1,65 @@
+"""JSON Lines: one object per line, UTF-8. Each line is read as bytes (at most max_line_bytes) and decoded alone,
+so a badly encoded or over-long line is reported and the next line is read as usual."""
+
+from collections.abc import Iterator
+
+from datasets_app.ingest.build import plain_row
+from datasets_app.ingest.checks import checked_row
+from datasets_app.ingest.readers import skip_rest_of_line, too_long
+from datasets_app.ingest.rows import CaseRow, LineError, clip, has_nul, json_reason, kind, loads_line
+
+
+def jsonl_items(reader, max_line_bytes: int, known_tags: frozenset[str]) -> Iterator[CaseRow | LineError]:
+    readline = reader.readline
+    limit = max_line_bytes + 1
+    number = 0
+    found = False
+    while True:
+        data = readline(limit)
+        if not data:
+            break
+        number += 1
+        if len(data) == limit and data[-1] != 10:  # no newline within the limit: an over-long line
+            size = skip_rest_of_line(readline, data)
+            found = True
+            raw = clip(data[:2000].decode("utf-8", "replace"))
+            yield LineError(number, "(line)", too_long(size, max_line_bytes), raw)
+            continue
+        if data.isspace():
+            continue
+        found = True
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            reason = f"invalid UTF-8 at byte {e.start + 1} of the line (JSONL files must be UTF-8)"
+            yield LineError(number, "(line)", reason, clip(data.decode("utf-8", "replace").rstrip("\r\n")))
+            continue
+        raw = text.rstrip("\r\n")
+        try:
+            obj = loads_line(text)
+        except (ValueError, RecursionError) as e:
+            yield LineError(number, "(line)", json_reason(e), clip(raw))
+            continue
+        if type(obj) is not dict:
+            yield LineError(number, "(line)", f"each line must be a JSON object, got {kind(obj)}", clip(raw))
+            continue
+        if "\\u0000" not in text:
+            row = plain_row(obj, number, raw, known_tags)  # the common case, in one pass
+            if row is not None:
+                yield row
+                continue
+        errors: list[LineError] = []
+        if "\\u0000" in text and has_nul(obj):
+            errors.append(
+                LineError(number, "(line)", "the line holds the character U+0000, which cannot be stored")
+            )
+        row = checked_row(obj, number, raw, known_tags, errors)
+        if row is not None:
+            yield row
+            continue
+        raw = clip(raw)
+        for error in errors:
+            error.raw = raw
+            yield error
+    if not found:
+        yield LineError(0, "(file)", "the file has no cases, only blank lines")
