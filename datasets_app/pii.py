@@ -30,17 +30,19 @@ Numbers must stand alone: no ASCII letter or digit right before or after, and no
 (`3.14159265358979` is not a card), so years, prices and short order ids (`2024`, `199.00`, `12345`) are never
 touched. Chinese characters count as separators: `请拨13812345678谢谢` is scrubbed.
 
-Full-width forms are matched too (`１３８１２３４５６７８`, `ａ＠ｂ．ｃｏｍ`, common from Chinese input methods):
-matching runs on a copy with full-width ASCII folded to ASCII, one character for one, so spans map back to the
-original text; text outside the replaced spans is returned unchanged.
+Full-width forms are matched too (`１３８１２３４５６７８`, `ａ＠ｂ．ｃｏｍ`, common from Chinese input methods): when
+the text holds a full-width digit or `＠`, matching runs on a copy with full-width ASCII folded to ASCII, one
+character for one, so spans map back to the original text. Text outside the replaced spans is always returned
+as it was (full-width punctuation included).
 
 Speed: text without any ASCII or full-width digit or `@` is returned at once (every kind needs one; IPv6 is
-required to hold a digit), and the number kinds are only looked for when 7 digits stand close together.
+required to hold a digit, so a `:` alone does not count), the number kinds are only looked for when 7 digits
+stand close together, IPv6 only with `::` or 7 colons, IPv4 only with 3 dots.
 
 `SensitiveWords([(word, "mask" | "flag"), ...]).apply(text)` masks the "mask" words with one `*` per character
 and returns the set of "flag" words found (as configured, not as written), which stay in the text. Matching
-ignores ASCII case; a word that begins (ends) with an ASCII letter or digit only matches where no ASCII letter
-or digit comes right before (after) it, so `secret` does not match inside `secretary`, while Chinese words, which
+ignores case (`str.lower`: ASCII, and other cased scripts too); a word that begins (ends) with an ASCII letter or
+digit only matches where no ASCII letter or digit comes right before (after) it, so `secret` does not match inside `secretary`, while Chinese words, which
 have no word boundaries, match anywhere. Overlapping words of one action: leftmost first, then longest. Mask and
 flag words are matched independently on the original text, so a mask word inside a flag word is still masked and
 the flag word still reported.
@@ -250,7 +252,8 @@ def _trie_pattern(node: dict[str, dict], last: str) -> str:
     for char in sorted(node):
         if char:
             lead = re.escape(char)
-            if not last and _is_ascii_alnum(char):  # the first character of an ASCII word: no letter before it
+            # A word's first ASCII letter or digit must not follow another one.
+            if not last and _is_ascii_alnum(char):
                 lead += f"(?<![0-9a-z]{lead})"
             branches.append(lead + _trie_pattern(node[char], char))
     if "" in node:  # after the longer words, so they win
@@ -263,7 +266,7 @@ class SensitiveWords:
 
     Built once from `(word, action)` pairs, action "mask" or "flag"; every bad pair is reported in one
     `ValueError`. Words are compared case-insensitively (`str.lower`, which covers ASCII); a word given with
-    both actions is masked and flagged.
+    both actions is masked and flagged. See the module docstring for word edges and overlaps.
     """
 
     def __init__(self, entries: Iterable[tuple[str, str]]):
@@ -273,7 +276,9 @@ class SensitiveWords:
             if not isinstance(word, str) or not word.strip():
                 problems.append(f"entry {number}: the word is empty")
             elif action not in by_action:
-                problems.append(f"entry {number} ({word!r}): the action must be 'mask' or 'flag', not {action!r}")
+                problems.append(
+                    f"entry {number} ({word!r}): the action must be 'mask' or 'flag', not {action!r}"
+                )
             else:
                 by_action[action].setdefault(_fold_case(word), word)
         if problems:

@@ -1,9 +1,10 @@
 """Full-text search that works for Chinese: text is indexed as words plus overlapping CJK bigrams.
 
-PostgreSQL's parsers do not segment Chinese, so each case stores `search_text` (lowercased words, and for every
-run of CJK characters its overlapping bigrams) and a generated `tsvector` over it with the `simple` config (see the
-migration). A query is tokenised the same way: a CJK run becomes a phrase of its bigrams (`<->`), an English word a
-prefix match, all ANDed. SQLite (make run) falls back to substring search.
+PostgreSQL's parsers do not segment Chinese. Each case stores `search_text` (its texts, lowercased), and a
+generated `tsvector` column turns every run of CJK characters into its overlapping bigrams (plus the run's last
+character) in SQL — see migration 0002 — so the tokenising costs the import nothing in Python. A query is tokenised
+here the same way: a CJK run becomes a phrase of its bigrams (`<->`), a single CJK character or an English word a
+prefix match, all ANDed. SQLite (make run) falls back to substring search over `search_text`.
 """
 
 import re
@@ -11,6 +12,7 @@ import unicodedata
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
+CJK_CLASS = _CJK  # the migration builds the same character class in SQL
 _IS_CJK = re.compile(rf"[{_CJK}]")
 _SPLIT = re.compile(rf"([{_CJK}]+)|([^\W_]+)", re.UNICODE)
 _ASCII_TOKEN = re.compile(r"[a-z0-9]+")
@@ -35,8 +37,8 @@ def tokens(text: str) -> list[str]:
 
 
 def search_text(*parts: str) -> str:
-    """What a case stores for indexing (capped, so a huge case cannot bloat the index)."""
-    return " ".join(tokens(" ".join(parts)))[:MAX_SEARCH_TEXT]
+    """What a case stores for indexing: its texts, lowercased, capped so a huge case cannot bloat the index."""
+    return "\n".join(parts)[:MAX_SEARCH_TEXT].lower()
 
 
 def tsquery(query: str) -> str:
@@ -46,7 +48,7 @@ def tsquery(query: str) -> str:
     for match in _TOKEN.finditer(text):
         token = match.group()
         if _IS_CJK.match(token):
-            terms.append("(" + " <-> ".join(_cjk_grams(token)) + ")")
+            terms.append(f"{token}:*" if len(token) == 1 else "(" + " <-> ".join(_cjk_grams(token)) + ")")
         else:
             terms.append(f"{token}:*")
     return " & ".join(terms)

@@ -46,6 +46,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("api/v1/", include(api_v1)),
+    path("api/v1/", include("datasets_app.api_urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),
     path("admin/", admin.site.urls),

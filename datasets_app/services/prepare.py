@@ -10,6 +10,9 @@ from datasets_app.dedup import fingerprint
 from datasets_app.pii import SensitiveWords, scrub
 from datasets_app.search import search_text
 
+CACHE_MAX_CHARS = 400
+CACHE_MAX_ENTRIES = 20_000
+
 
 @dataclass
 class Scrubber:
@@ -18,6 +21,8 @@ class Scrubber:
     scrub_pii: bool = True
     words: SensitiveWords | None = None
     found: Counter = field(default_factory=Counter)
+    # Imports repeat short strings (system prompts, canned answers): remember their cleaned form.
+    cache: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_database(cls, scrub_pii: bool = True) -> "Scrubber":
@@ -29,14 +34,27 @@ class Scrubber:
     def clean(self, text: str, flags: set[str]) -> str:
         if not text:
             return text
+        hit = self.cache.get(text)
+        if hit is None:
+            hit = self._clean(text)
+            if len(text) <= CACHE_MAX_CHARS and len(self.cache) < CACHE_MAX_ENTRIES:
+                self.cache[text] = hit
+        cleaned, kinds, flagged = hit
+        if kinds:
+            self.found.update(kinds)
+        if flagged:
+            flags.update(flagged)
+        return cleaned
+
+    def _clean(self, text: str) -> tuple[str, Counter | None, tuple[str, ...]]:
+        kinds = None
         if self.scrub_pii:
             text, kinds = scrub(text)
-            if kinds:
-                self.found.update(kinds)
+        flagged: tuple[str, ...] = ()
         if self.words is not None:
-            text, flagged = self.words.apply(text)
-            flags.update(f"sensitive:{w}" for w in flagged)
-        return text
+            text, words = self.words.apply(text)
+            flagged = tuple(f"sensitive:{w}" for w in words)
+        return text, kinds or None, flagged
 
 
 @dataclass(slots=True)

@@ -4,6 +4,7 @@ copied too), bulk_create elsewhere. The caller owns the transaction: a failure l
 import json
 from dataclasses import dataclass, field
 
+import orjson
 from django.db import connection
 from django.utils import timezone
 
@@ -17,6 +18,10 @@ COLUMNS = (
     "model_version", "status", "rejection_reason", "metadata", "flags", "fingerprint", "search_text", "version",
     "created_by_id", "updated_by_id", "created_at", "updated_at", "import_job_id",
 )  # fmt: skip
+
+
+def _json(value) -> str:
+    return orjson.dumps(value).decode()
 
 
 @dataclass(slots=True)
@@ -61,9 +66,9 @@ class CaseWriter:
         p = c.content
         status = CaseStatus.CORRECTED if p.expected_output else CaseStatus.NEW
         return (
-            case_id, json.dumps(p.messages, ensure_ascii=False), p.bad_output, p.expected_output, c.task_type,
+            case_id, _json(p.messages), p.bad_output, p.expected_output, c.task_type,
             c.severity, self.source, c.product, c.feature, c.model_version, status, "",
-            json.dumps(c.metadata, ensure_ascii=False), json.dumps(p.flags), p.fingerprint, p.search_text, 1,
+            _json(c.metadata), _json(p.flags), p.fingerprint, p.search_text, 1,
             self.user_id, self.user_id, self.now, self.now, self.import_job_id,
         )  # fmt: skip
 
