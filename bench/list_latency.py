@@ -236,7 +236,9 @@ def reference_pages(page_number: dict):
         page = Paginator(qs, limit).page(page_number.get("page", 1))
         rows = list(page.object_list)
         selectors._annotate_similar(rows)
-        return selectors.CasePage(cases=rows, next_after=rows[-1].pk if page.has_next() else None, filters=filters)
+        return selectors.CasePage(
+            cases=rows, next_after=rows[-1].pk if page.has_next() else None, filters=filters
+        )
 
     selectors.case_page = offset_page
     try:
@@ -302,7 +304,9 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=None, help="number of cases (default 1,000,000)")
     parser.add_argument("--reps", type=int, default=50, help="timed requests per kind (default 50)")
     parser.add_argument("--reference-reps", type=int, default=None, help="reference requests per kind")
-    parser.add_argument("--explain", action="store_true", help="print each kind's queries, EXPLAIN ANALYZE the slow")
+    parser.add_argument(
+        "--explain", action="store_true", help="print each kind's queries, EXPLAIN ANALYZE the slow"
+    )
     args = parser.parse_args()
     n = args.cases or (QUICK_CASES if args.quick else 1_000_000)
     reference_reps = args.reference_reps or (args.reps if n <= 100_000 else 10)
@@ -323,7 +327,9 @@ def main() -> int:
             flush=True,
         )
         with connection.cursor() as cursor:
-            cursor.execute("SELECT id FROM datasets_app_errorcase WHERE merged_into_id IS NULL ORDER BY id LIMIT 1 OFFSET 100")
+            cursor.execute(
+                "SELECT id FROM datasets_app_errorcase WHERE merged_into_id IS NULL ORDER BY id LIMIT 1 OFFSET 100"
+            )
             deep_after = cursor.fetchone()[0]
             cursor.execute("SELECT version()")
             pg_version = cursor.fetchone()[0].split(" on ")[0]
@@ -379,7 +385,9 @@ def main() -> int:
         "reference": "same view, Django Paginator (COUNT + OFFSET) and bad_output__icontains, on deep + searches",
         "reference_p50_ms": ms(statistics.median(every_reference)),
         "reference_p95_ms": ms(pct(every_reference, 95)),
-        "reference_per_kind": {k: {"p50_ms": ms(statistics.median(s)), "p95_ms": ms(pct(s, 95))} for k, s in reference.items()},
+        "reference_per_kind": {
+            k: {"p50_ms": ms(statistics.median(s)), "p95_ms": ms(pct(s, 95))} for k, s in reference.items()
+        },
         "ratio": round(pct(every_reference, 95) / pct(same_kinds, 95), 1),
         "reps": args.reps,
         "reference_reps": reference_reps,

@@ -4,7 +4,7 @@ from django.db import transaction
 
 from datasets_app.dedup import group_near_duplicates, near_duplicate_text, signature, signature_bytes
 from datasets_app.models import DedupJob, ErrorCase
-from llmops.jobs import JobCancelled, Reporter, RunOutcome, job_enqueue, job_run
+from llmops.jobs import JobCancelled, JobStatus, Reporter, RunOutcome, job_enqueue, job_run
 
 BATCH = 2000
 
@@ -15,6 +15,15 @@ def dedup_job_create(*, user, threshold: float) -> DedupJob:
     job.full_clean(exclude=["created_by"])
     job.save()
     return job_enqueue(job=job)
+
+
+def dedup_job_after_import(*, user) -> DedupJob | None:
+    """New cases arrived: group them with the rest, unless a grouping job is already waiting to run."""
+    from django.conf import settings
+
+    if DedupJob.objects.filter(status=JobStatus.QUEUED).exists():
+        return None
+    return dedup_job_create(user=user, threshold=settings.NEAR_DUP_THRESHOLD)
 
 
 def dedup_run(*, job_id: int, task_id: str, hostname: str | None) -> RunOutcome:

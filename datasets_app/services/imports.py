@@ -19,6 +19,7 @@ from datasets_app.ingest.parse import LineError, parse_file
 from datasets_app.ingest.readers import human_size
 from datasets_app.models import ImportJob, Tag
 from datasets_app.pii import scrub
+from datasets_app.services.dedup import dedup_job_after_import
 from datasets_app.services.ingest import Ingestor
 from datasets_app.services.prepare import Scrubber
 from llmops.jobs import JobCancelled, JobFailed, Reporter, RunOutcome, job_enqueue, job_run
@@ -146,6 +147,8 @@ def _run(job: ImportJob, report: Reporter) -> str:
     summary = _summary(job, stats.created if written else 0, problems, stats)
     if problems.lines and not (job.skip_invalid or job.dry_run):
         raise JobFailed(summary)
+    if written and stats.created:
+        dedup_job_after_import(user=job.created_by)
     return summary
 
 

@@ -261,11 +261,14 @@ def test_the_list_links_to_new_case_import_export_and_triage_by_role(world):
     pm = page(world.client("PM"), reverse("cases:list"), {"severity": "high"})[1]
     for name in ("cases:create", "cases:import"):
         assert f'href="{reverse(name)}"' in pm
-    assert f'href="{reverse("cases:export")}?severity=high"' in pm
+    assert f'href="{reverse("cases:export")}?format=jsonl&amp;severity=high"' in pm
+    assert f'href="{reverse("cases:export")}?format=csv&amp;severity=high"' in pm
+    assert f'action="{reverse("cases:find-duplicates")}"' in pm
     assert f'href="{reverse("cases:triage")}?severity=high"' in pm
     assert 'id="bulk-form"' in pm
     architect = page(world.client("Architect"), reverse("cases:list"))[1]
     assert f'href="{reverse("cases:create")}"' not in architect and 'id="bulk-form"' not in architect
+    assert f'action="{reverse("cases:find-duplicates")}"' not in architect
 
 
 def test_an_architect_reads_and_comments_but_cannot_edit(world):
