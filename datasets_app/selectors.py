@@ -145,12 +145,14 @@ def new_cases_per_tag(days: int = 30) -> dict:
 
 
 def top_tags(limit: int = 10) -> list[tuple[str, int]]:
-    return list(
-        Tag.objects.filter(cases__merged_into=None)
-        .annotate(n=Count("cases"))
-        .order_by("-n", "name")
-        .values_list("label", "n")[:limit]
+    """The most used tags on cases in the list (a tag with no case is not a top tag)."""
+    rows = (
+        Tag.cases.through.objects.filter(errorcase__merged_into=None)
+        .values_list("tag__label")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "tag__label")
     )
+    return list(rows[:limit])
 
 
 def open_cases_per_assignee() -> list[tuple[str, int]]:

@@ -12,6 +12,7 @@ TAGS = {
     "hallucination": "Hallucination",
     "terminology": "Terminology",
     "outdated_knowledge": "Outdated knowledge",
+    "wrong_intent": "Wrong intent",
 }
 OLD_ANSWER = "退款需要 30 天, please wait."
 NEW_ANSWER = "退款会在 7 个工作日内到账, usually sooner."
@@ -60,7 +61,7 @@ CASES = [  # the file's order; the list shows the newest (the last line) first
 
 
 def test_a_pm_imports_cases_corrects_one_and_approves_it_in_triage_mode(page, live_server, world, tmp_path):
-    for name, label in {**TAGS, "wrong_intent": "Wrong intent"}.items():
+    for name, label in TAGS.items():
         Tag.objects.get_or_create(
             name=name, defaults={"label": label}
         )  # the flush removed the default taxonomy
