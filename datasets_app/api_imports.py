@@ -67,6 +67,10 @@ class ImportDetailApi(APIView):
 class ExportApi(APIView):
     required_permission = "cases.view"
 
+    def perform_content_negotiation(self, request, force=False):
+        # ?format= names the file format here; DRF would read it as a renderer name and answer 404 for csv/jsonl.
+        return super().perform_content_negotiation(request, force=True)
+
     @extend_schema(parameters=[OpenApiParameter("format", str, enum=["jsonl", "csv"]),
                                OpenApiParameter("tag", str), OpenApiParameter("product", str)],
                    responses={(200, "application/x-ndjson"): str}, summary="Approved cases as JSONL or CSV")  # fmt: skip
@@ -104,5 +108,8 @@ class NearDuplicatesApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        job = dedup_job_create(user=request.user, threshold=data.validated_data["threshold"])
+        try:
+            job = dedup_job_create(user=request.user, threshold=data.validated_data["threshold"])
+        except DjangoValidationError as exc:
+            return Response(error_body(400, "invalid", "Invalid input.", exc.message_dict), status=400)
         return Response(DedupJobOutput(job).data, status=status.HTTP_202_ACCEPTED)

@@ -68,7 +68,7 @@ def case_create(
 ) -> ErrorCase:
     """Create one case; exact duplicates of an existing case are refused with its id."""
     scrubber = scrubber or Scrubber.from_database()
-    content = prepare_content(scrubber, messages, bad_output, expected_output)
+    content = prepare_content(scrubber, messages, bad_output, expected_output, fields.pop("metadata", None))
     existing = ErrorCase.objects.filter(fingerprint=content.fingerprint, merged_into=None).values_list(
         "pk", flat=True
     )
@@ -83,6 +83,7 @@ def case_create(
         flags=content.flags,
         fingerprint=content.fingerprint,
         search_text=content.search_text,
+        metadata=content.metadata,
         source=source,
         status=status,
         created_by=user,

@@ -1,5 +1,6 @@
 """Near-duplicate grouping as a follow-up cpu job: MinHash signatures for cases that lack one, LSH over all."""
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from datasets_app.dedup import group_near_duplicates, near_duplicate_text, signature, signature_bytes
@@ -11,6 +12,10 @@ BATCH = 2000
 
 @transaction.atomic
 def dedup_job_create(*, user, threshold: float) -> DedupJob:
+    if not 0 < threshold < 1:  # group_near_duplicates refuses anything else: fail here, not on the worker
+        raise ValidationError(
+            {"threshold": f"give a similarity between 0 and 1 (exclusive), not {threshold:g}"}
+        )
     job = DedupJob(created_by=user, threshold=threshold)
     job.full_clean(exclude=["created_by"])
     job.save()

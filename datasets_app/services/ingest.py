@@ -38,14 +38,16 @@ class Ingestor:
         self.pending: list[tuple[int, NewCase]] = []
         self.stats = IngestStats(pii_found=scrubber.found)
 
-    def add(self, key: int, *, messages: list, bad_output: str, expected_output: str = "", **fields) -> None:
-        content = prepare_content(self.scrubber, messages, bad_output, expected_output)
+    def add(
+        self, key: int, *, messages: list, bad_output: str, expected_output: str = "", metadata=None, **fields
+    ) -> None:
+        content = prepare_content(self.scrubber, messages, bad_output, expected_output, metadata)
         first = self.seen.get(content.fingerprint)
         if first is not None:
             self.stats.duplicates.append((key, f"same content as line {first}"))
             return
         self.seen[content.fingerprint] = key
-        case = NewCase(content=content, **fields)
+        case = NewCase(content=content, metadata=content.metadata, **fields)
         if len(self.stats.preview) < self.preview_limit:
             self.stats.preview.append(_preview(key, case))
         self.pending.append((key, case))

@@ -46,6 +46,21 @@ class Scrubber:
             flags.update(flagged)
         return cleaned
 
+    def clean_json(self, value, flags: set[str]):
+        """`clean` applied to every string (keys too) and integer inside a JSON value such as a case's metadata:
+        unknown import fields and CSV columns land there, and they hold personal data as often as the text does."""
+        if type(value) is str:
+            return self.clean(value, flags)
+        if type(value) is dict:
+            return {self.clean(k, flags): self.clean_json(v, flags) for k, v in value.items()}
+        if type(value) is list:
+            return [self.clean_json(v, flags) for v in value]
+        if type(value) is int:  # a phone or card number given as a JSON number
+            text = str(value)
+            cleaned = self.clean(text, flags)
+            return value if cleaned == text else cleaned
+        return value
+
     def _clean(self, text: str) -> tuple[str, Counter | None, tuple[str, ...]]:
         kinds = None
         if self.scrub_pii:
@@ -65,12 +80,18 @@ class Prepared:
     flags: list
     fingerprint: str
     search_text: str
+    metadata: dict = field(default_factory=dict)
 
 
 def prepare_content(
-    scrubber: Scrubber, messages: list, bad_output: str, expected_output: str = ""
+    scrubber: Scrubber,
+    messages: list,
+    bad_output: str,
+    expected_output: str = "",
+    metadata: dict | None = None,
 ) -> Prepared:
     flags: set[str] = set()
+    clean_metadata = scrubber.clean_json(metadata, flags) if metadata else {}
     clean_messages = [{"role": m["role"], "content": scrubber.clean(m["content"], flags)} for m in messages]
     bad = scrubber.clean(bad_output, flags)
     expected = scrubber.clean(expected_output, flags)
@@ -82,4 +103,5 @@ def prepare_content(
         flags=sorted(flags),
         fingerprint=fingerprint(clean_messages, bad),
         search_text=search_text(*contents, bad, expected),
+        metadata=clean_metadata,
     )
