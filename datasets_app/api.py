@@ -151,7 +151,9 @@ class CaseBulkCreateApi(APIView):
                 status=400,
             )
         with transaction.atomic():
-            ingest = Ingestor(user_id=request.user.pk, source=Source.API, scrubber=Scrubber.from_database())
+            ingest = Ingestor(
+                user_id=request.user.pk, source=Source.API, scrubber=Scrubber.from_database(), unit="item"
+            )
             for index, fields in rows:
                 fields = dict(fields)
                 fields.pop("source")

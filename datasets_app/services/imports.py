@@ -133,8 +133,10 @@ def _run(job: ImportJob, report: Reporter) -> str:
             parsed = parse_file(upload, filename=job.filename, known_tags=known,
                                 max_line_bytes=settings.IMPORT_MAX_LINE_BYTES)  # fmt: skip
             ImportJob.objects.filter(pk=job.pk).update(file_format=parsed.format, encoding=parsed.encoding)
-            stats, lines = _ingest(job, parsed, scrubber, problems, report, upload)
-        problems.close(_csv_header(job.path, parsed.encoding) if parsed.format == "csv" else None)
+            try:
+                stats, lines = _ingest(job, parsed, scrubber, problems, report, upload)
+            finally:
+                problems.close(_csv_header(job.path, parsed.encoding) if parsed.format == "csv" else None)
     finally:
         Path(job.path).unlink(missing_ok=True)  # the only copy of unscrubbed originals
     written = not job.dry_run and (job.skip_invalid or not problems.lines)
@@ -142,7 +144,7 @@ def _run(job: ImportJob, report: Reporter) -> str:
         lines_read=lines, imported=stats.created if written else 0, duplicates=len(stats.duplicates),
         invalid_lines=len(problems.lines - {0}), problems=problems.kept, preview=stats.preview,
         pii_found=dict(stats.pii_found), report_path=str(problems.report_path),
-        rejected_path=str(problems.rejected_path) if problems.lines else "", path="",
+        rejected_path=str(problems.rejected_path) if problems.rejected_path.stat().st_size else "", path="",
     )  # fmt: skip
     summary = _summary(job, stats.created if written else 0, problems, stats)
     if problems.lines and not (job.skip_invalid or job.dry_run):

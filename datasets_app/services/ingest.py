@@ -29,8 +29,11 @@ class Ingestor:
         import_job_id: int | None = None,
         dry_run: bool = False,
         preview_limit: int = 20,
+        unit: str = "line",
     ):
-        self.scrubber, self.dry_run, self.preview_limit = scrubber, dry_run, preview_limit
+        """`unit` names what a key counts in messages and history: "line" of a file, or "item" of a bulk call."""
+        self.scrubber, self.dry_run, self.preview_limit, self.unit = scrubber, dry_run, preview_limit, unit
+        self.import_job_id = import_job_id
         self.writer = (
             None if dry_run else CaseWriter(user_id=user_id, source=source, import_job_id=import_job_id)
         )
@@ -44,15 +47,19 @@ class Ingestor:
         content = prepare_content(self.scrubber, messages, bad_output, expected_output, metadata)
         first = self.seen.get(content.fingerprint)
         if first is not None:
-            self.stats.duplicates.append((key, f"same content as line {first}"))
+            self.stats.duplicates.append((key, f"same content as {self.unit} {first}"))
             return
         self.seen[content.fingerprint] = key
-        case = NewCase(content=content, metadata=content.metadata, **fields)
+        case = NewCase(content=content, metadata=content.metadata, origin=self._origin(key), **fields)
         if len(self.stats.preview) < self.preview_limit:
             self.stats.preview.append(_preview(key, case))
         self.pending.append((key, case))
         if len(self.pending) >= LOOKUP_BATCH:
             self._flush_pending()
+
+    def _origin(self, key: int) -> str:
+        where = f" of import #{self.import_job_id}" if self.import_job_id else ""
+        return f"{self.unit} {key}{where}"
 
     def stop_writing(self) -> None:
         """An atomic import met an invalid line: from now on only check, so every problem is still found."""

@@ -8,11 +8,12 @@ import orjson
 from django.db import connection
 from django.utils import timezone
 
-from datasets_app.models import CaseStatus, ErrorCase, Tag
+from datasets_app.models import CaseEvent, CaseStatus, ErrorCase, Tag
 from datasets_app.services.prepare import Prepared
 
 CASE_TABLE = ErrorCase._meta.db_table
 TAG_LINK_TABLE = ErrorCase.tags.through._meta.db_table
+EVENT_TABLE = CaseEvent._meta.db_table
 COLUMNS = (
     "id", "messages", "bad_output", "expected_output", "task_type", "severity", "source", "product", "feature",
     "model_version", "status", "rejection_reason", "metadata", "flags", "fingerprint", "search_text", "version",
@@ -34,6 +35,9 @@ class NewCase:
     model_version: str = ""
     metadata: dict = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    origin: str = (
+        ""  # where it came from, for the case's history: "line 12 of import #3", "item 4 of a bulk call"
+    )
 
 
 class CaseWriter:
@@ -88,7 +92,15 @@ class CaseWriter:
                 with raw.copy(f"COPY {TAG_LINK_TABLE} (errorcase_id, tag_id) FROM STDIN") as copy:
                     for link in links:
                         copy.write_row(link)
+            with raw.copy(
+                f"COPY {EVENT_TABLE} (case_id, actor_id, at, kind, changes, note) FROM STDIN"
+            ) as copy:
+                for case_id, case in zip(ids, rows, strict=True):
+                    copy.write_row((case_id, self.user_id, self.now, "created", "{}", self._note(case)))
         self.ids.extend(ids)
+
+    def _note(self, case: NewCase) -> str:
+        return f"source: {self.source}" + (f", {case.origin}" if case.origin else "")
 
     def _bulk_create(self, rows: list[NewCase]) -> None:
         objs = [ErrorCase(**dict(zip(COLUMNS[1:], self._row(None, c)[1:], strict=True))) for c in rows]
@@ -106,5 +118,13 @@ class CaseWriter:
                 for o, c in zip(created, rows, strict=True)
                 for t in c.tags
             ]
+        )
+        CaseEvent.objects.bulk_create(
+            [
+                CaseEvent(
+                    case_id=o.pk, actor_id=self.user_id, at=self.now, kind="created", note=self._note(c)
+                )
+                for o, c in zip(created, rows, strict=True)
+            ]  # fmt: skip
         )
         self.ids.extend(o.pk for o in created)

@@ -426,3 +426,16 @@ def test_a_queued_import_runs_to_success_on_a_real_worker(world, tags, settings,
     assert job.worker_hostname.startswith("test-")
     assert ErrorCase.objects.filter(import_job=job, tags__name="format").count() == 500
     assert stored_uploads(artifacts) == []
+
+
+def test_every_imported_case_starts_its_history_with_the_line_and_import_it_came_from(world, tags):
+    job = run_import(world, jsonl(flat(1), flat(2)))
+    events = {
+        case.user_input: list(case.events.values_list("kind", "actor__username", "note"))
+        for case in ErrorCase.objects.filter(import_job=job)
+    }
+    assert len(events) == 2
+    assert sorted(e[0] for e in events.values()) == [
+        ("created", "pm", f"source: import, line 1 of import #{job.pk}"),
+        ("created", "pm", f"source: import, line 2 of import #{job.pk}"),
+    ]
