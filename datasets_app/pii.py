@@ -36,8 +36,8 @@ character for one, so spans map back to the original text. Text outside the repl
 as it was (full-width punctuation included).
 
 Speed: text without any ASCII or full-width digit or `@` is returned at once (every kind needs one; IPv6 is
-required to hold a digit, so a `:` alone does not count), the number kinds are only looked for when 7 digits
-stand close together, IPv6 only with `::` or 7 colons, IPv4 only with 3 dots.
+required to hold a digit, so a `:` alone does not count); the number kinds are only looked for where a digit
+starts 7 characters of digits and ` -()`, IPv6 only with `::` or 7 colons, IPv4 only with 3 dots.
 
 `SensitiveWords([(word, "mask" | "flag"), ...]).apply(text)` masks the "mask" words with one `*` per character
 and returns the set of "flag" words found (as configured, not as written), which stay in the text. Matching
@@ -73,25 +73,29 @@ ACTIONS = (MASK, FLAG)
 _FOLD_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 _FULL_WIDTH_KEY = re.compile("[\uff10-\uff19\uff20]")
 _TRIGGER = re.compile("[0-9@\uff10-\uff19\uff20]")
-_HAS_DIGIT = re.compile("[0-9\uff10-\uff19]")
-# Every ID, card and phone number has 7 digits with at most two of ` -()` between neighbours.
-_SEVEN_DIGITS = re.compile(r"\d(?:[ \-()]{0,2}\d){6}", re.ASCII)
+_HAS_DIGIT = re.compile("[0-9]")
+# Every ID, card and phone number is, from its first digit on, at least 7 characters of digits and ` -()`.
+_NUMBER_START = re.compile("[0-9][0-9 ()-]{6}")
 # Matched spans are blanked with this before the next kind is looked for; no pattern matches it.
 _BLANK = "\x00"
 
 _NUM_START = r"(?<![0-9A-Za-z])(?<![0-9]\.)"
 _NUM_END = r"(?![0-9A-Za-z])(?!\.[0-9])"
 
+# A pattern that begins with a character (class) lets `re` skip quickly to where a match can start; one that begins
+# with a look-behind is tried at every position. Hot patterns therefore check "nothing glued on before" after
+# their first character: `X(?<![...]X)`.
 _EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", re.ASCII
+    r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-]{2})[A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
 )
 _ID_CN = re.compile(
-    _NUM_START + r"[1-9]\d{5}(?:18|19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _NUM_END,
+    r"[1-9](?<![0-9A-Za-z][1-9])(?<![0-9]\.[1-9])"
+    r"\d{5}(?:18|19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _NUM_END,
     re.ASCII,
 )
 _BANK_CARD = re.compile(
-    r"(?<![0-9A-Za-z+])(?<![0-9]\.)"
-    r"(?:[1-9]\d{12,18}|[1-9]\d{3}(?P<sep>[ -])\d{4}(?:(?P=sep)\d{4}){1,2}(?:(?P=sep)\d{1,3})?)" + _NUM_END,
+    r"[1-9](?<![0-9A-Za-z+][1-9])(?<![0-9]\.[1-9])"
+    r"(?:\d{12,18}|\d{3}(?P<sep>[ -])\d{4}(?:(?P=sep)\d{4}){1,2}(?:(?P=sep)\d{1,3})?)" + _NUM_END,
     re.ASCII,
 )
 _PHONE = re.compile(
@@ -107,8 +111,8 @@ _IPV6 = re.compile(
     r"(?![0-9A-Za-z:]|\.[0-9])",
     re.ASCII,
 )
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-_IPV4 = re.compile(rf"(?<![0-9A-Za-z.]){_OCTET}(?:\.{_OCTET}){{3}}(?![0-9A-Za-z]|\.[0-9])", re.ASCII)
+# Octets are checked after matching.
+_IPV4 = re.compile(r"[0-9](?<![0-9A-Za-z.][0-9])[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![0-9A-Za-z]|\.[0-9])")
 
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -150,6 +154,10 @@ def _is_phone(m: re.Match) -> bool:
     return intl is None or 8 <= len(intl.translate(_NOT_DIGITS)) <= 15
 
 
+def _is_ipv4(m: re.Match) -> bool:
+    return all(octet == "0" or (octet[0] != "0" and int(octet) <= 255) for octet in m.group().split("."))
+
+
 def _is_ipv6(m: re.Match) -> bool:
     candidate = m.group()
     if _HAS_DIGIT.search(candidate) is None:
@@ -168,7 +176,7 @@ _PASSES = (
     (BANK_CARD, _BANK_CARD, _is_card, None),
     (PHONE, _PHONE, _is_phone, None),
     (IP, _IPV6, _is_ipv6, lambda work: "::" in work or work.count(":") >= 7),
-    (IP, _IPV4, None, lambda work: work.count(".") >= 3),
+    (IP, _IPV4, _is_ipv4, lambda work: work.count(".") >= 3),
 )
 # An empty Counter without Counter.__init__'s Python-level update() call: a quarter of the cost, and clean text
 # is most of what ingest sees.
@@ -183,9 +191,9 @@ def scrub(text: str) -> tuple[str, Counter[str]]:
     if _TRIGGER.search(text) is None:
         return text, _new_counter(Counter)
     work = text if text.isascii() or _FULL_WIDTH_KEY.search(text) is None else text.translate(_FOLD_WIDTH)
-    # The number kinds (gate None) all hold 7 digits close together; none starts more than one character (`+`,
-    # `(`) before the first such run, so they are looked for from there.
-    digits = _SEVEN_DIGITS.search(work)
+    # The number kinds (gate None) are looked for only from one character (`+`, `(`) before the first place where
+    # one could begin.
+    digits = _NUMBER_START.search(work)
     spans: list[tuple[int, int, str]] = []
     for kind, pattern, valid, gate in _PASSES:
         if gate is None:

@@ -273,6 +273,15 @@ def test_the_longest_of_overlapping_words_wins():
     assert words.apply("机密文件和机密, abc def and abc") == ("****和**, ******* and ***", set())
 
 
+def test_hundreds_of_words_sharing_prefixes_each_match_whole():
+    words = SensitiveWords(
+        [(f"project{i}", "mask") for i in range(500)] + [(f"代号{i}", "flag") for i in range(500)]
+    )
+    names = [f"project{i}" for i in range(0, 500, 7)]
+    assert words.apply(" ".join(names)) == (" ".join("*" * len(name) for name in names), set())
+    assert words.apply("代号1、代号10、代号499x") == ("代号1、代号10、代号499x", {"代号1", "代号10"})
+
+
 def test_an_english_word_inside_a_longer_word_is_left_alone_but_chinese_matches_anywhere():
     words = SensitiveWords([("secret", "mask"), ("机密", "mask")])
     # only ASCII letters and digits join words: `secret_key` holds the word `secret`
