@@ -11,7 +11,7 @@ import threading
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar
 
@@ -162,6 +162,12 @@ def _send(task_name: str, job_id: int, task_id: str, queue: str) -> None:
     app.send_task(task_name, args=[job_id], task_id=task_id, queue=queue)
 
 
+def _send_on_commit(job: Job) -> None:
+    """Send after commit; if the broker is down the row stays queued and the reaper sends it again later."""
+    task, pk, task_id, queue = job.TASK, job.pk, job.celery_task_id, job.queue_name()
+    transaction.on_commit(lambda: _send(task, pk, task_id, queue), robust=True)
+
+
 def job_enqueue(*, job: Job) -> Job:
     """Give the job a task id now; send the message only once the surrounding transaction commits."""
     if job.status != JobStatus.QUEUED:
@@ -169,7 +175,7 @@ def job_enqueue(*, job: Job) -> Job:
     job.celery_task_id = uuid.uuid4().hex
     job.queued_at = timezone.now()
     job.save(update_fields=["celery_task_id", "queued_at"])
-    transaction.on_commit(lambda: _send(job.TASK, job.pk, job.celery_task_id, job.queue_name()))
+    _send_on_commit(job)
     return job
 
 
@@ -358,19 +364,37 @@ def _finish(model: type[Job], job_id: int, task_id: str, status: str, detail: st
 class ReapReport:
     requeued: list[str]
     ended: list[str]
+    resent: list[str] = field(default_factory=list)
 
 
 def jobs_reap_stale() -> ReapReport:
-    """Running jobs whose heartbeat is older than JOB_STALE_AFTER_SECONDS: re-queue, or fail after max attempts."""
+    """Running jobs whose heartbeat is older than JOB_STALE_AFTER_SECONDS: re-queue, or fail after max attempts.
+    Jobs queued for longer than JOB_RESEND_QUEUED_AFTER_SECONDS: send their message again (a lost send, a flushed
+    broker); the same task id makes a second delivery harmless, since the claim drops it."""
     report = ReapReport(requeued=[], ended=[])
-    cutoff = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    resend_cutoff = now - timedelta(seconds=settings.JOB_RESEND_QUEUED_AFTER_SECONDS)
     for model in job_models():
         stale = model.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
             "pk", flat=True
         )
         for job_id in list(stale):
             _reap_one(model, job_id, report)
+        _resend_waiting(model, resend_cutoff, report)
     return report
+
+
+@transaction.atomic
+def _resend_waiting(model: type[Job], cutoff, report: ReapReport) -> None:
+    waiting = model.objects.select_for_update(skip_locked=True).filter(
+        status=JobStatus.QUEUED, queued_at__lt=cutoff
+    )
+    for job in waiting.exclude(celery_task_id="").exclude(celery_task_id__startswith="inline-"):
+        job.queued_at = timezone.now()
+        job.save(update_fields=["queued_at"])
+        _send_on_commit(job)
+        report.resent.append(str(job))
 
 
 @transaction.atomic
@@ -385,7 +409,7 @@ def _reap_one(model: type[Job], job_id: int, report: ReapReport) -> None:
         report.ended.append(str(job))
     elif job.attempts < settings.JOB_MAX_ATTEMPTS:
         job.mark_requeued(uuid.uuid4().hex)
-        transaction.on_commit(lambda: _send(job.TASK, job.pk, job.celery_task_id, job.queue_name()))
+        _send_on_commit(job)
         report.requeued.append(str(job))
     else:
         job.mark_failed(

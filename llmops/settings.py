@@ -257,6 +257,7 @@ CELERY_BEAT_SCHEDULE = {
 JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 2.0)
 JOB_STALE_AFTER_SECONDS = env_float("JOB_STALE_AFTER_SECONDS", 60.0)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+JOB_RESEND_QUEUED_AFTER_SECONDS = env_float("JOB_RESEND_QUEUED_AFTER_SECONDS", 900.0)
 
 # --- ops ------------------------------------------------------------------------------------------------------
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")

@@ -17,4 +17,4 @@ def reap_stale_jobs() -> dict:
     from llmops.jobs import jobs_reap_stale
 
     report = jobs_reap_stale()
-    return {"requeued": report.requeued, "ended": report.ended}
+    return {"requeued": report.requeued, "ended": report.ended, "resent": report.resent}

@@ -197,3 +197,37 @@ class TestReaper:
     def test_the_reaper_is_scheduled_by_beat(self, settings):
         entry = settings.CELERY_BEAT_SCHEDULE["reap-stale-jobs"]
         assert entry["task"] == "llmops.reap_stale_jobs" and entry["schedule"] <= 60
+
+
+@pytest.mark.django_db(transaction=True)
+class TestLostMessages:
+    def test_a_broker_outage_at_submit_time_leaves_the_job_queued_not_an_error(
+        self, broker, monkeypatch, caplog
+    ):
+        def broker_down(*args):
+            raise ConnectionError("broker unreachable")
+
+        monkeypatch.setattr("llmops.jobs._send", broker_down)
+        with caplog.at_level(logging.ERROR):
+            job = diagnostic_job_create(user=None, seconds=0)
+        job.refresh_from_db()
+        assert job.status == JobStatus.QUEUED and queued_messages(broker) == []
+        assert "broker unreachable" in caplog.text
+
+    def test_the_reaper_sends_a_long_waiting_job_again_with_the_same_task_id(
+        self, broker, settings, monkeypatch
+    ):
+        monkeypatch.setattr("llmops.jobs._send", lambda *args: None)  # the first send is lost
+        job = diagnostic_job_create(user=None, seconds=0)
+        monkeypatch.undo()
+        settings.JOB_RESEND_QUEUED_AFTER_SECONDS = 60
+        DiagnosticJob.objects.filter(pk=job.pk).update(queued_at=timezone.now() - timedelta(minutes=5))
+        report = jobs_reap_stale()
+        [message] = queued_messages(broker)
+        assert report.resent == [str(job)] and message["headers"]["id"] == job.celery_task_id
+        assert jobs_reap_stale().resent == []  # not again until it has waited that long once more
+
+    def test_a_second_delivery_of_a_resent_job_is_dropped(self, broker):
+        job = diagnostic_job_create(user=None, seconds=0)
+        assert diagnostic_run(job_id=job.pk, task_id=job.celery_task_id, hostname="w").status == "succeeded"
+        assert diagnostic_run(job_id=job.pk, task_id=job.celery_task_id, hostname="w").status == "dropped"
