@@ -13,6 +13,7 @@ from datasets_app.ingest.rows import (
     LineError,
     kind,
     normalise_tag,
+    quote,
     suggest,
 )
 
@@ -25,9 +26,9 @@ _SIMPLE_TURN = frozenset(("role", "content"))
 def _unknown_tag(line: int, tag: str, known_tags: frozenset[str]) -> LineError:
     if known_tags:
         shown = ", ".join(sorted(known_tags)[:20]) + (", ..." if len(known_tags) > 20 else "")
-        reason = f"unknown tag '{tag}'; tags are managed by admins (known tags: {shown})"
+        reason = f"unknown tag {quote(tag)}; tags are managed by admins (known tags: {shown})"
     else:
-        reason = f"unknown tag '{tag}'; tags are managed by admins and none is defined yet"
+        reason = f"unknown tag {quote(tag)}; tags are managed by admins and none is defined yet"
     return LineError(line, "tags", reason)
 
 
@@ -36,16 +37,18 @@ def check_tags(value, line: int, known_tags: frozenset[str], errors: list) -> li
         errors.append(LineError(line, "tags", f"tags must be a list of strings, got {kind(value)}"))
         return []
     tags: list[str] = []
+    unknown: set[str] = set()
     for i, tag in enumerate(value):
         if type(tag) is not str:
             errors.append(LineError(line, f"tags[{i}]", f"a tag must be a string, got {kind(tag)}"))
             continue
         tag = normalise_tag(tag)
-        if not tag or tag in tags:
+        if not tag or tag in tags or tag in unknown:
             continue
         if tag in known_tags:
             tags.append(tag)
         else:
+            unknown.add(tag)
             errors.append(_unknown_tag(line, tag, known_tags))
     return tags
 
@@ -61,7 +64,7 @@ def _choice(value, name: str, allowed: frozenset[str], listed: tuple, default: s
         return choice
     if not choice:
         return default
-    errors.append(LineError(line, name, f"unknown {name} '{value}'; allowed: {', '.join(listed)}"))
+    errors.append(LineError(line, name, f"unknown {name} {quote(value)}; allowed: {', '.join(listed)}"))
     return default
 
 
@@ -97,7 +100,9 @@ def _content(value, where: str, line: int, errors: list) -> str:
             errors.append(LineError(line, f"{where}[{j}].text", f"text must be a string, got {kind(text)}"))
         elif type(part_type) is str:
             errors.append(
-                LineError(line, f"{where}[{j}]", f"only text parts can be imported, got a '{part_type}' part")
+                LineError(
+                    line, f"{where}[{j}]", f"only text parts can be imported, got a {quote(part_type)} part"
+                )
             )
         else:
             errors.append(
@@ -149,7 +154,8 @@ def _chat(messages, line: int, errors: list) -> tuple[list[dict], str]:
             elif role is None:
                 reason = "the turn has no role; allowed: system, user, assistant"
             else:
-                reason = f"unknown role {role!r}; allowed: system, user, assistant"
+                shown = quote(role) if type(role) is str else kind(role)
+                reason = f"unknown role {shown}; allowed: system, user, assistant"
             errors.append(LineError(line, f"messages[{i}].role", reason))
             role = None
         elif role == "assistant":
@@ -216,6 +222,7 @@ def _flat(obj: dict, line: int, errors: list) -> tuple[list[dict], str]:
 
 
 def checked_row(obj: dict, line: int, raw: str, known_tags: frozenset[str], errors: list) -> CaseRow | None:
+    """Every problem of the object appended to `errors`; the row when there is none (and none came before)."""
     metadata = obj.get("metadata")
     if metadata is None:
         metadata = {}
@@ -230,7 +237,7 @@ def checked_row(obj: dict, line: int, raw: str, known_tags: frozenset[str], erro
             if meant is None:
                 extras[name] = obj[name]
             else:
-                errors.append(LineError(line, name, f"unknown field '{name}'; did you mean '{meant}'?"))
+                errors.append(LineError(line, name, f"unknown field {quote(name)}; did you mean '{meant}'?"))
         if extras and type(metadata) is dict:
             metadata = {**extras, **metadata}  # anything else is kept in metadata; metadata's own keys win
 
@@ -247,7 +254,7 @@ def checked_row(obj: dict, line: int, raw: str, known_tags: frozenset[str], erro
     elif "input" in obj or "output" in obj:
         messages, bad_output = _flat(obj, line, errors)
     else:
-        found = ", ".join(obj) or "nothing"
+        found = ", ".join(name if len(name) <= 40 else quote(name) for name in list(obj)[:10]) or "nothing"
         reason = f"no conversation: give messages (chat form) or input and output (flat form); found: {found}"
         errors.append(LineError(line, "(line)", reason))
         messages, bad_output = [], ""

@@ -9,16 +9,28 @@ may span several physical lines); blank records count, the header is usually 1.
 
 import csv
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from datasets_app.ingest.build import build_row
 from datasets_app.ingest.readers import skip_rest_of_line, too_long
-from datasets_app.ingest.rows import KNOWN_FIELDS, CaseRow, LineError, clip, decode_json, json_reason, suggest
+from datasets_app.ingest.rows import (
+    KNOWN_FIELDS,
+    UNSTORABLE_ESCAPE,
+    CaseRow,
+    LineError,
+    clip,
+    decode_json,
+    json_reason,
+    quote,
+    suggest,
+    unstorable,
+)
 
 COLUMNS = KNOWN_FIELDS - {"messages"}
 REQUIRED_COLUMNS = ("input", "output")
-TAG_SEPARATORS = str.maketrans({";": ",", "|": ",", "、": ",", "，": ",", "；": ",", "｜": ","})
+TAG_SEPARATORS = re.compile("[,;|、，；｜]")
 
 
 @dataclass(slots=True)
@@ -138,7 +150,7 @@ def read_header(cells: list[str], number: int) -> tuple[Columns | None, list[Lin
             continue  # spreadsheets often export empty trailing columns
         if name in seen:
             errors.append(
-                LineError(number, "(file)", f"the column '{title}' appears more than once in the header")
+                LineError(number, "(file)", f"the column {quote(title)} appears more than once in the header")
             )
             continue
         seen.add(name)
@@ -148,7 +160,9 @@ def read_header(cells: list[str], number: int) -> tuple[Columns | None, list[Lin
             reason = "a CSV file has input and output columns; messages (the chat form) is for JSONL files"
             errors.append(LineError(number, "(file)", reason))
         elif (meant := suggest(name)) is not None:
-            errors.append(LineError(number, "(file)", f"unknown column '{title}'; did you mean '{meant}'?"))
+            errors.append(
+                LineError(number, "(file)", f"unknown column {quote(title)}; did you mean '{meant}'?")
+            )
         else:
             extras.append((i, title))
     missing = [name for name in REQUIRED_COLUMNS if name not in seen]
@@ -161,23 +175,24 @@ def read_header(cells: list[str], number: int) -> tuple[Columns | None, list[Lin
 
 def row_object(cells: list[str], columns: Columns, number: int, errors: list) -> dict:
     """A CSV row as the flat form's object: empty optional cells are left out, tags split, metadata parsed."""
-    obj = {}
-    for i, name in columns.known:
-        value = cells[i]
-        if value or name == "input" or name == "output":
-            obj[name] = value
+    obj = {name: cells[i] for i, name in columns.known if cells[i] or name in REQUIRED_COLUMNS}
     tags = obj.get("tags")
     if tags is not None:
-        obj["tags"] = tags.translate(TAG_SEPARATORS).split(",")
+        obj["tags"] = TAG_SEPARATORS.split(tags)
     metadata = obj.get("metadata")
     if metadata is not None and metadata.isspace():
         metadata = obj["metadata"] = None
     elif metadata is not None:
+        text = metadata
         try:
-            metadata = obj["metadata"] = decode_json(metadata)
+            metadata = obj["metadata"] = decode_json(text)
         except (ValueError, RecursionError) as e:
             errors.append(LineError(number, "metadata", f"metadata must be a JSON object: {json_reason(e)}"))
             metadata = obj["metadata"] = None
+        else:
+            problem = UNSTORABLE_ESCAPE.search(text) and unstorable(metadata)
+            if problem:
+                errors.append(LineError(number, "metadata", problem))
     if columns.extras:
         extras = {title: cells[i] for i, title in columns.extras if cells[i]}
         if extras and (metadata is None or type(metadata) is dict):

@@ -6,7 +6,16 @@ from collections.abc import Iterator
 from datasets_app.ingest.build import plain_row
 from datasets_app.ingest.checks import checked_row
 from datasets_app.ingest.readers import skip_rest_of_line, too_long
-from datasets_app.ingest.rows import CaseRow, LineError, clip, has_nul, json_reason, kind, loads_line
+from datasets_app.ingest.rows import (
+    UNSTORABLE_ESCAPE,
+    CaseRow,
+    LineError,
+    clip,
+    json_reason,
+    kind,
+    loads_line,
+    unstorable,
+)
 
 
 def jsonl_items(reader, max_line_bytes: int, known_tags: frozenset[str]) -> Iterator[CaseRow | LineError]:
@@ -38,21 +47,23 @@ def jsonl_items(reader, max_line_bytes: int, known_tags: frozenset[str]) -> Iter
         try:
             obj = loads_line(text)
         except (ValueError, RecursionError) as e:
-            yield LineError(number, "(line)", json_reason(e), clip(raw))
+            yield LineError(number, "(line)", json_reason(e) + _array_hint(raw), clip(raw))
             continue
         if type(obj) is not dict:
-            yield LineError(number, "(line)", f"each line must be a JSON object, got {kind(obj)}", clip(raw))
+            reason = f"each line must be a JSON object, got {kind(obj)}"
+            if type(obj) is list and obj and type(obj[0]) is dict:
+                reason += _array_hint(raw)
+            yield LineError(number, "(line)", reason, clip(raw))
             continue
-        if "\\u0000" not in text:
+        problem = UNSTORABLE_ESCAPE.search(text) and unstorable(obj)
+        if problem:
+            errors = [LineError(number, "(line)", problem)]
+        else:
             row = plain_row(obj, number, raw, known_tags)  # the common case, in one pass
             if row is not None:
                 yield row
                 continue
-        errors: list[LineError] = []
-        if "\\u0000" in text and has_nul(obj):
-            errors.append(
-                LineError(number, "(line)", "the line holds the character U+0000, which cannot be stored")
-            )
+            errors = []
         row = checked_row(obj, number, raw, known_tags, errors)
         if row is not None:
             yield row
@@ -63,3 +74,9 @@ def jsonl_items(reader, max_line_bytes: int, known_tags: frozenset[str]) -> Iter
             yield error
     if not found:
         yield LineError(0, "(file)", "the file has no cases, only blank lines")
+
+
+def _array_hint(raw: str) -> str:
+    if raw.lstrip().startswith("["):
+        return " (a JSON array? JSONL has one object per line, no surrounding [ ])"
+    return ""

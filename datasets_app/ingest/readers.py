@@ -51,11 +51,13 @@ def line_reader(head: bytes, stream: BinaryIO) -> io.BufferedReader:
 
 
 def not_text(head: bytes) -> str | None:
-    """Why the file is not a text upload we can read (a workbook, UTF-16), or None."""
-    if head.startswith(b"PK\x03\x04"):
-        return "the file is a zip archive or an Excel workbook; save it as CSV (UTF-8) or JSONL"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head:
-        return "the file looks like UTF-16 or binary (it holds NUL bytes); save it as UTF-8 text"
+    """Why the file is not a text upload we can read line by line (a workbook, UTF-16, CR endings), or None."""
+    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        return "the file is an Excel workbook or an archive, not text; save it as CSV (UTF-8) or JSONL"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or head.count(b"\x00") > len(head) // 10:
+        return "the file looks like UTF-16 or binary (it is full of NUL bytes); save it as UTF-8 text"
+    if b"\r" in head and b"\n" not in head:
+        return "the lines end with CR only (old Mac style); save the file with LF or CRLF line endings"
     return None
 
 

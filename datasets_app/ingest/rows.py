@@ -1,6 +1,7 @@
 """What the parser hands out: a CaseRow per good line, a LineError per problem; and the small shared helpers."""
 
 import json
+import re
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from functools import lru_cache
@@ -55,6 +56,11 @@ def clip(text: str) -> str:
     return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT]
 
 
+def quote(text: str) -> str:
+    """A user's value for a reason: quoted, and cut short when long."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
 def kind(value) -> str:
     """The JSON name of a value's type, for reasons such as "must be a string, got a number"."""
     if value is None:
@@ -87,20 +93,30 @@ def suggest(name: str) -> str | None:
     return matches[0] if matches else None
 
 
-def has_nul(value) -> bool:
-    """Whether a parsed JSON value holds the character U+0000 anywhere (PostgreSQL text cannot store it)."""
+# The JSON escapes that can produce text PostgreSQL cannot store: U+0000, and UTF-16 surrogates (valid only in
+# pairs, which the decoder joins; a lone one comes from an emoji cut in half). Raw bytes cannot produce either.
+UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89abAB])")
+
+
+def unstorable(value) -> str | None:
+    """Why a parsed JSON value cannot be stored as text (a NUL character, a lone surrogate), or None."""
     stack = [value]
     while stack:
         value = stack.pop()
         if type(value) is str:
             if "\x00" in value:
-                return True
+                return "the text holds the character U+0000, which cannot be stored"
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "the text holds half of a UTF-16 surrogate pair (a cut emoji?), which is not valid text"
         elif type(value) is list:
             stack.extend(value)
         elif type(value) is dict:
             stack.extend(value)
             stack.extend(value.values())
-    return False
+    return None
 
 
 def _reject_constant(name: str):

@@ -233,6 +233,12 @@ def test_it_rejects_a_line_that_is_not_an_object():
     assert (error.field, error.reason) == ("(line)", "each line must be a JSON object, got a list")
 
 
+def test_it_hints_at_jsonl_when_given_a_json_array():
+    found = items(json.dumps([GOOD, GOOD], indent=1), "cases.json")
+
+    assert "JSONL has one object per line" in found[0].reason
+
+
 def test_it_rejects_wrong_types_naming_each_field():
     line = {**GOOD, "tags": "hallucination", "metadata": [1], "severity": 3, "expected": 5, "product": None}
 
@@ -327,6 +333,16 @@ def test_it_rejects_nan_and_the_nul_character_which_postgres_cannot_store():
     assert "U+0000" in found[1].reason
 
 
+def test_it_rejects_half_an_emoji_but_keeps_escaped_whole_ones():
+    whole, cut = items(
+        '{"input": "\\ud83d\\ude00 hi", "output": "x"}\n{"input": "hi \\ud83d", "output": "x"}\n'
+    )
+
+    assert whole.messages[0]["content"] == "\U0001f600 hi"
+    assert (cut.line, cut.field) == (2, "(line)")
+    assert "surrogate" in cut.reason
+
+
 # --- lines: blank, over-long, order -----------------------------------------------------------------------------
 
 
@@ -381,6 +397,13 @@ def test_it_refuses_an_excel_workbook_and_utf16_text():
 
     assert "Excel workbook" in workbook.reason
     assert "UTF-16" in utf16.reason
+
+
+def test_it_refuses_a_file_with_old_mac_line_endings():
+    error = only_error(items("input,output\ra,b\r", "cases.csv"))
+
+    assert (error.line, error.field) == (0, "(file)")
+    assert "CR only" in error.reason
 
 
 def test_it_reads_a_stream_that_cannot_seek():
@@ -515,6 +538,16 @@ def test_it_reports_a_misspelt_csv_column_instead_of_importing_defaults():
     error = only_error(items("input,output,severty\na,b,high\n", "cases.csv"))
 
     assert error.reason == "unknown column 'severty'; did you mean 'severity'?"
+
+
+def test_it_reports_a_csv_header_naming_a_column_twice():
+    error = only_error(items("input,output,Tags,tags\na,b,,\n", "cases.csv"))
+
+    assert (error.line, error.field, error.reason) == (
+        1,
+        "(file)",
+        "the column 'tags' appears more than once in the header",
+    )
 
 
 def test_it_reports_a_csv_with_a_header_but_no_cases():
