@@ -439,3 +439,10 @@ def test_every_imported_case_starts_its_history_with_the_line_and_import_it_came
         ("created", "pm", f"source: import, line 1 of import #{job.pk}"),
         ("created", "pm", f"source: import, line 2 of import #{job.pk}"),
     ]
+
+
+def test_a_long_rejected_line_is_offered_whole_so_it_can_be_fixed_and_imported_again(world, tags):
+    long_input = "x" * 5000
+    job = run_import(world, jsonl(flat(1), flat(2, input=long_input, severity="urgent")), skip_invalid=True)
+    rejected = download(world.client("PM").get(reverse("cases:import-rejected", args=[job.pk]))).decode()
+    assert json.loads(rejected)["input"] == long_input
