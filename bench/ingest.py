@@ -122,7 +122,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     args = parser.parse_args()
     rows = 20_000 if args.quick else args.rows
-    with tempfile.TemporaryDirectory(prefix="llmops-ingest-") as tmp, django_on_postgres():
+    with tempfile.TemporaryDirectory(prefix="llmops-ingest-") as tmp, django_on_postgres(redis=True):
         source = Path(tmp) / "cases.jsonl"
         size = write_file(source, rows)
         print(f"{rows} synthetic cases, {size / 1e6:.1f} MB", flush=True)

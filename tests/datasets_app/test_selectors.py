@@ -43,8 +43,8 @@ def test_search_finds_chinese_phrases_single_characters_and_english_prefixes(db)
     assert case_page(CaseFilters(q="政退")).cases == []  # the characters, but not as a phrase
 
 
-def test_the_search_text_keeps_the_case_texts_lowercased(db):
-    assert search_text("Refund", "退货") == "refund\n退货"
+def test_the_search_text_holds_lowercased_words_and_cjk_bigrams_with_each_runs_last_character(db):
+    assert search_text("Refund in 7 days", "退货政策") == "refund in 7 days 退货 货政 政策 策"
 
 
 def test_top_tags_count_cases_and_leave_out_unused_tags(db):
