@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from llmops.jobs import Job
@@ -142,6 +143,10 @@ class ErrorCase(models.Model):
             models.Index(fields=["source", "-id"], name="case_source_id"),
             models.Index(fields=["product", "-id"], name="case_product_id"),
             models.Index(fields=["assignee", "-id"], name="case_assignee_id"),
+            # date filters of the list: the live cases of a date range, their ids read from the index alone
+            models.Index(
+                fields=["created_at", "id"], condition=Q(merged_into=None), name="case_live_created"
+            ),
         ]
 
     def __str__(self) -> str:

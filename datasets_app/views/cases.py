@@ -53,8 +53,7 @@ def _users() -> QuerySet:
 
 
 def _products() -> list[str]:
-    rows = ErrorCase.objects.exclude(product="").values_list("product", flat=True).distinct()
-    return sorted(rows.order_by()[:200])
+    return selectors.case_products(limit=200)
 
 
 def _list_url(filters) -> str:
