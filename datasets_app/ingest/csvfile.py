@@ -24,6 +24,7 @@ from datasets_app.ingest.rows import (
     decode_json,
     json_reason,
     quote,
+    row_or_errors,
     suggest,
     unstorable,
 )
@@ -95,13 +96,7 @@ def csv_items(
             continue
         errors = []
         row = build_row(row_object(cells, columns, number, errors), number, raw, known_tags, errors)
-        if row is not None:
-            yield row
-            continue
-        raw = clip(raw)
-        for error in errors:
-            error.raw = raw
-            yield error
+        yield from row_or_errors(row, errors, raw)
     if columns is None:
         yield LineError(0, "(file)", "the file has no cases, only blank lines")
     elif not found:

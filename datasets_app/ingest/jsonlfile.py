@@ -14,6 +14,7 @@ from datasets_app.ingest.rows import (
     json_reason,
     kind,
     loads_line,
+    row_or_errors,
     unstorable,
 )
 
@@ -65,13 +66,7 @@ def jsonl_items(reader, max_line_bytes: int, known_tags: frozenset[str]) -> Iter
                 continue
             errors = []
         row = checked_row(obj, number, raw, known_tags, errors)
-        if row is not None:
-            yield row
-            continue
-        raw = clip(raw)
-        for error in errors:
-            error.raw = raw
-            yield error
+        yield from row_or_errors(row, errors, raw)
     if not found:
         yield LineError(0, "(file)", "the file has no cases, only blank lines")
 

@@ -53,6 +53,17 @@ class LineError:
     raw: str = ""  # the original line, at most RAW_LIMIT characters
 
 
+def row_or_errors(row: "CaseRow | None", errors: list["LineError"], raw: str):
+    """The row, or else every problem found in its line, each carrying the line's text."""
+    if row is not None:
+        yield row
+        return
+    raw = clip(raw)
+    for error in errors:
+        error.raw = raw
+        yield error
+
+
 def clip(text: str) -> str:
     return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT]
 
