@@ -106,33 +106,44 @@ class ErrorCase(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="assigned_cases",
+        db_index=False,  # (assignee, id) below serves it
     )
     metadata = models.JSONField(default=dict, blank=True)
     flags = models.JSONField(default=list, blank=True, help_text="e.g. sensitive words found at ingest.")
-    fingerprint = models.CharField(
-        max_length=64, db_index=True, help_text="sha256 of the normalised content."
-    )
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of the normalised content.")
     search_text = models.TextField(
         blank=True, help_text="Normalised tokens (CJK bigrams) for full-text search."
     )
     minhash = models.BinaryField(null=True, blank=True, editable=False)
-    near_dup_group = models.BigIntegerField(null=True, blank=True, db_index=True)
+    near_dup_group = models.BigIntegerField(null=True, blank=True)
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged", db_index=False
     )
     import_job = models.ForeignKey(
-        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     version = models.PositiveIntegerField(
         default=1, help_text="Bumped by every edit; a stale edit is refused."
     )
+    # No index on who created or updated a case, or on its import: nothing lists cases by them, and every index
+    # costs each imported row (deleting a user then scans the table; users are deactivated, not deleted).
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     updated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)  # case_live_created below serves date filters
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -146,6 +157,14 @@ class ErrorCase(models.Model):
             # date filters of the list: the live cases of a date range, their ids read from the index alone
             models.Index(
                 fields=["created_at", "id"], condition=Q(merged_into=None), name="case_live_created"
+            ),
+            models.Index(fields=["fingerprint"], name="case_fingerprint"),  # exact duplicates (no LIKE twin)
+            # mostly NULL: partial indexes hold only the cases that have a value
+            models.Index(
+                fields=["near_dup_group"], condition=Q(near_dup_group__isnull=False), name="case_dup_group"
+            ),
+            models.Index(
+                fields=["merged_into"], condition=Q(merged_into__isnull=False), name="case_merged_into"
             ),
         ]
 
@@ -166,7 +185,9 @@ class CaseEvent(models.Model):
     """Append-only history: who changed which field from what to what, and when."""
 
     case = models.ForeignKey(ErrorCase, on_delete=models.CASCADE, related_name="events")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, db_index=False
+    )
     at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=16)  # created, edited, status, comment, merged, imported
     changes = models.JSONField(default=dict, blank=True)  # {field: [old, new]}
