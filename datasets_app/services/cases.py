@@ -233,7 +233,7 @@ def cases_bulk_action(
         try:
             _bulk_one(case_id, user, action, value, reason=reason)
         except (ValidationError, ErrorCase.DoesNotExist) as exc:
-            result.skipped[case_id] = "; ".join(_messages(exc))
+            result.skipped[case_id] = problem_text(exc)
         else:
             result.done.append(case_id)
     return result
@@ -257,7 +257,13 @@ def _bulk_one(case_id: int, user, action: str, value: str, *, reason: str = "") 
         raise ValidationError({"action": f"unknown bulk action {action!r}"})
 
 
-def _messages(exc: Exception) -> list[str]:
+def problem_text(exc: Exception) -> str:
+    """A refusal as one line naming the field: "expected_output: case #5 has no expected output"."""
+    if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
+        return "; ".join(
+            f"{field}: {' '.join(m)}" if field != "__all__" else " ".join(m)
+            for field, m in exc.message_dict.items()
+        )
     if isinstance(exc, ValidationError):
-        return [f"{k}: {' '.join(v)}" if k != "__all__" else " ".join(v) for k, v in exc.message_dict.items()]
-    return [str(exc)]
+        return " ".join(exc.messages)
+    return str(exc)

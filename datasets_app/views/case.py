@@ -12,8 +12,8 @@ from django.views.decorators.http import require_GET, require_POST
 from datasets_app.forms import CaseEditForm, CaseTagsForm, CommentForm, RejectForm, StatusForm, int_or_none
 from datasets_app.models import CaseStatus, ErrorCase
 from datasets_app.services import cases as services
-from datasets_app.services.cases import StaleEdit
-from datasets_app.views.panels import detail_context, problem_text, respond
+from datasets_app.services.cases import StaleEdit, problem_text
+from datasets_app.views.panels import detail_context, respond
 from llmops.roles import role_required
 
 

@@ -21,8 +21,8 @@ from datasets_app.forms import (
 )
 from datasets_app.models import CaseStatus, ErrorCase, Severity, Source, Tag
 from datasets_app.services import cases as services
-from datasets_app.services.cases import BulkResult, DuplicateCase
-from datasets_app.views.panels import permissions, problem_text
+from datasets_app.services.cases import BulkResult, DuplicateCase, problem_text
+from datasets_app.views.panels import filters_or_warn, permissions
 from llmops.roles import has_perm, role_required
 
 SKIP_REASONS_SHOWN = 5
@@ -72,10 +72,7 @@ def _table(request, filters, status: int = 200):
 @role_required("cases.view")
 @require_GET
 def case_list(request):
-    problems: list[str] = []
-    filters = filters_from(request.GET, problems)
-    for problem in problems:
-        messages.warning(request, problem)
+    filters = filters_or_warn(request)
     after = int_or_none(request.GET.get("after"))
     context = _list_context(request, filters, after)
     if not request.htmx:

@@ -2,7 +2,7 @@
 
 import json
 
-from django.core.exceptions import ValidationError
+from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django_htmx.http import push_url
@@ -20,18 +20,6 @@ VALUE_CHARS = 80
 
 def permissions(user) -> dict[str, bool]:
     return {p: has_perm(user, f"cases.{p}") for p in ("edit", "approve", "delete", "comment")}
-
-
-def problem_text(exc: Exception) -> str:
-    """A service's refusal as one line naming the field: "expected_output: case #5 has no expected output"."""
-    if isinstance(exc, ValidationError) and hasattr(exc, "error_dict"):
-        return "; ".join(
-            f"{field}: {' '.join(m)}" if field != "__all__" else " ".join(m)
-            for field, m in exc.message_dict.items()
-        )
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
 
 
 def _shown(value) -> str:
@@ -90,6 +78,15 @@ def detail_context(request, case: ErrorCase, **extra) -> dict:
         similar=list(selectors.similar_cases(case).only("pk", "messages", "status", "bad_output")[:20]),
     )
     return context
+
+
+def filters_or_warn(request) -> CaseFilters:
+    """The list filters of the query string; a bad value is dropped and shown as a warning."""
+    problems: list[str] = []
+    filters = filters_from(request.GET, problems)
+    for problem in problems:
+        messages.warning(request, problem)
+    return filters
 
 
 def triage_url(case: ErrorCase | None, filters: CaseFilters) -> str:

@@ -1,13 +1,12 @@
 """Triage mode: one case at a time from the filtered list, with keyboard shortcuts (static/js/triage.js)."""
 
-from django.contrib import messages
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from datasets_app import selectors
 from datasets_app.forms import filters_from
 from datasets_app.models import ErrorCase
-from datasets_app.views.panels import triage_context
+from datasets_app.views.panels import filters_or_warn, triage_context
 from llmops.roles import role_required
 
 
@@ -19,10 +18,7 @@ def _render(request, case, filters):
 @role_required("cases.view")
 @require_GET
 def triage_start(request):
-    problems: list[str] = []
-    filters = filters_from(request.GET, problems)
-    for problem in problems:
-        messages.warning(request, problem)
+    filters = filters_or_warn(request)
     first = None if request.GET.get("done") else next(iter(selectors.case_page(filters, limit=1).cases), None)
     return _render(request, first, filters)
 
