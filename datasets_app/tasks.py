@@ -17,3 +17,10 @@ def find_near_duplicates(self, job_id: int) -> str:
     from datasets_app.services.dedup import dedup_run
 
     return dedup_run(job_id=job_id, task_id=self.request.id, hostname=self.request.hostname).status
+
+
+@shared_task(name="datasets.build_version", **JOB_TASK_OPTIONS)
+def build_version(self, job_id: int) -> str:
+    from datasets_app.services.build import build_run
+
+    return build_run(job_id=job_id, task_id=self.request.id, hostname=self.request.hostname).status

@@ -31,6 +31,9 @@ MATRIX: dict[str, frozenset[str]] = {
     "cases.approve": frozenset({PM, ADMIN}),
     "cases.delete": frozenset({PM, ADMIN}),
     "cases.comment": EVERYONE,
+    # dataset versions: everyone reads data cards; data scientists (and admins) create datasets and build versions
+    "datasets.view": EVERYONE,
+    "datasets.build": frozenset({DATA_SCIENTIST, ADMIN}),
 }
 
 # What each role is for, shown on the home page.
