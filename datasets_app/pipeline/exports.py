@@ -91,9 +91,9 @@ def export_all(examples: Iterable[Example], out_dir: Path, task_type: str) -> di
     writers = {split: _SplitWriter(out_dir, split, schema) for split in SPLITS}
     try:
         for example in examples:
-            _check(example, task_type)
             writer = writers.get(example.split)
-            if writer is None:
+            if writer is None or example.task_type != task_type:
+                _check(example, task_type)
                 raise ValueError(f"example {example.ref} has split {example.split!r}, not one of {SPLITS}")
             writer.add(training_row(example.fields, task_type))
     finally:

@@ -10,10 +10,13 @@ buffer that turns a run of rows into one Arrow record batch (used for Parquet an
 |                |                                                     | rejected                                     |
 """
 
+from operator import itemgetter
+
 import pyarrow as pa
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 MESSAGES = pa.list_(MESSAGE)
+ROLE, CONTENT = itemgetter("role"), itemgetter("content")
 COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     "chat": (("messages", MESSAGES),),
     "instruction": (("instruction", pa.string()), ("input", pa.string()), ("output", pa.string()),
@@ -82,10 +85,9 @@ class ColumnBuffer:
         self.rows += 1
         for name, is_list in self.columns:
             if is_list:
-                roles, contents = self.roles[name], self.values[name]
-                for message in row[name]:
-                    roles.append(message["role"])
-                    contents.append(message["content"])
+                messages, contents = row[name], self.values[name]
+                self.roles[name].extend(map(ROLE, messages))
+                contents.extend(map(CONTENT, messages))
                 self.offsets[name].append(len(contents))
             else:
                 self.values[name].append(row.get(name, ""))

@@ -252,7 +252,19 @@ def _messages(value, field: str, text: bool) -> list[dict]:
     if not value:
         raise RowProblem(field, "no messages")
     messages = []
-    for i, item in enumerate(value):
+    append = messages.append
+    for i, item in enumerate(value):  # the common case, fast: {"role": user|assistant|..., "content": str}
+        try:
+            role, content = ROLES[item["role"]], item["content"]
+        except (KeyError, TypeError):
+            break
+        if type(content) is not str or (role == "system" and i):
+            break
+        append({"role": role, "content": content})
+    else:
+        return messages
+    messages = []
+    for i, item in enumerate(value):  # ShareGPT keys, content parts, or a problem to name
         if not isinstance(item, dict):
             raise RowProblem(f"{field}[{i}]", f"expected a {{role, content}} object, got {_kind(item)}")
         role_key = "role" if "role" in item else "from"
