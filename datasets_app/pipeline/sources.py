@@ -94,6 +94,8 @@ def read_file(path: Path, *, name: str, task_type: str, file_format: str | None 
 
 def detect_format(path: Path, name: str, file_format: str | None = None) -> str:
     """One of FORMATS, from `file_format`, a folder, the extension of `name` or `path`, or the first bytes."""
+    if not path.exists():
+        raise SourceError(name, ["the file is missing from storage"])
     if file_format:
         fmt = {"json": "jsonl", "ndjson": "jsonl"}.get(file_format, file_format)
         if fmt not in FORMATS:
@@ -103,8 +105,6 @@ def detect_format(path: Path, name: str, file_format: str | None = None) -> str:
                 name, ["a Hugging Face datasets folder is needed" if fmt == "hf" else "not a file"]
             )
         return fmt
-    if not path.exists():
-        raise SourceError(name, ["the file is missing from storage"])
     if path.is_dir():
         return "hf"
     for suffix in (Path(name).suffix.lower(), path.suffix.lower()):
@@ -121,8 +121,6 @@ def detect_format(path: Path, name: str, file_format: str | None = None) -> str:
 
 
 def _sources(path: Path, fmt: str) -> Iterator[tuple[str | None, Source]]:
-    if not path.exists():
-        raise Unreadable("the file is missing from storage")
     if fmt == "jsonl":
         yield None, json_source(path)
     elif fmt == "csv":

@@ -194,6 +194,15 @@ def test_it_reads_a_gb18030_csv(tmp_path):
     ]
 
 
+def test_it_reads_gb18030_json_lines(tmp_path):
+    path = tmp_path / "old-export.jsonl"
+    path.write_bytes('{"text": "发票开错了", "label": "财务"}\n'.encode("gb18030"))
+
+    [example] = read(path, "classification")
+
+    assert example.fields == {"text": "发票开错了", "label": "财务"}
+
+
 def test_it_reads_a_utf8_bom_csv_with_a_json_messages_cell_and_tags(tmp_path):
     path = tmp_path / "chats.csv"
     cell = json.dumps(REFUND, ensure_ascii=False).replace('"', '""')
@@ -335,6 +344,11 @@ def test_it_names_a_json_array_cut_short(tmp_path):
 
     with pytest.raises(BuildError, match=r"^a\.json: item 2: invalid JSON"):
         read(path, "classification")
+
+
+def test_it_says_when_a_stored_file_is_gone(tmp_path):
+    with pytest.raises(BuildError, match=r"^cases\.csv: the file is missing from storage$"):
+        read(tmp_path / "data.csv", "chat", name="cases.csv", file_format="csv")
 
 
 def test_it_refuses_a_file_without_rows(tmp_path):
