@@ -8,7 +8,9 @@ then in one process, on a throwaway PostgreSQL:
 - ours: the import service the upload uses (ImportJob run inline: stream parse, PII scrubbing, sensitive words,
   fingerprints, search text, exact-duplicate checks, COPY) into an empty notebook;
 - reference: the same parse and preparation, rows written with Django's bulk_create (batch 1000).
-Prints rows/s for both; the last line is one JSON object.
+Then the ceiling: the same rows, already formatted, COPYed into the case table with no Python preparation at
+all — first with the full schema, then with the search column and every secondary index dropped — the most any
+import into this table can reach on this machine. Prints rows/s for each; the last line is one JSON object.
 """
 
 import argparse
@@ -114,6 +116,42 @@ def empty_notebook() -> None:
         cursor.execute("TRUNCATE datasets_app_errorcase CASCADE; TRUNCATE datasets_app_casestatuscount")
 
 
+def copy_ceiling(path: Path) -> dict[str, int]:
+    """rows/s of a bare COPY of pre-formatted rows: the full case table, then the table stripped to its key."""
+    import orjson
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from datasets_app.services.writer import CASE_TABLE, COLUMNS
+
+    now = timezone.now()
+    with open(path, "rb") as lines:
+        objs = [orjson.loads(line) for line in lines]
+    rows = [(i, orjson.dumps(o["messages"][:-1]).decode(), o["messages"][-1]["content"], o["expected"], "chat",
+             o["severity"], "import", o["product"], "", "", "new", "", "{}", "[]", f"{i:064x}",
+             o["messages"][1]["content"] + " " + o["messages"][-1]["content"], 1, None, None, now, now, None)
+            for i, o in enumerate(objs, start=1)]  # fmt: skip
+
+    def load() -> int:
+        empty_notebook()
+        with transaction.atomic(), connection.cursor() as cursor:
+            started = time.perf_counter()
+            with cursor.cursor.copy(f"COPY {CASE_TABLE} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return round(len(rows) / (time.perf_counter() - started))
+
+    result = {"full_schema": load()}
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {CASE_TABLE} DROP COLUMN search_vector")
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexname NOT LIKE '%%pkey'",
+                       [CASE_TABLE])  # fmt: skip
+        for (name,) in cursor.fetchall():
+            cursor.execute(f'DROP INDEX "{name}"')
+    result["key_only"] = load()
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -137,9 +175,13 @@ def main() -> int:
         print(
             f"reference (same, bulk_create): {ref_rows} rows in {ref_s:.2f} s = {ref_rows / ref_s:,.0f} rows/s"
         )
+        ceiling = copy_ceiling(source)
+        print(f"ceiling (bare COPY of pre-formatted rows): full schema {ceiling['full_schema']:,} rows/s, "
+              f"table stripped to its key {ceiling['key_only']:,} rows/s")  # fmt: skip
     result = {"bench": "ingest", "rows": rows, "imported": ours_rows, "rows_per_s": round(ours_rows / ours_s),
               "seconds": round(ours_s, 2), "reference": "same pipeline, Django bulk_create",
               "reference_rows_per_s": round(ref_rows / ref_s), "ratio_vs_bulk_create": round(ref_s / ours_s, 2),
+              "copy_ceiling_rows_per_s": ceiling,
               "target_rows_per_s": 100_000, "machine": machine()}  # fmt: skip
     print(json.dumps(result))
     return 0
