@@ -43,6 +43,7 @@ urlpatterns = [
     path("tokens/<int:pk>/revoke", views.token_revoke, name="token-revoke"),
     path("diagnostics/", include(diagnostics_urls)),
     path("cases/", include("datasets_app.urls")),
+    path("datasets/", include("datasets_app.dataset_urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("api/v1/", include(api_v1)),
