@@ -1,6 +1,6 @@
 from django.urls import path
 
-from datasets_app import api, api_imports
+from datasets_app import api, api_datasets, api_imports
 
 urlpatterns = [
     path("cases", api.CaseListCreateApi.as_view(), name="api-cases"),
@@ -14,4 +14,28 @@ urlpatterns = [
     path("cases/imports/<int:pk>", api_imports.ImportDetailApi.as_view(), name="api-case-import"),
     path("cases/export", api_imports.ExportApi.as_view(), name="api-cases-export"),
     path("cases/near-duplicates", api_imports.NearDuplicatesApi.as_view(), name="api-cases-near-duplicates"),
+    # datasets and versions (datasets_app/api_datasets.py)
+    path("datasets", api_datasets.DatasetListCreateApi.as_view(), name="api-datasets"),
+    path("datasets/<int:pk>", api_datasets.DatasetDetailApi.as_view(), name="api-dataset"),
+    path(
+        "datasets/<int:pk>/versions",
+        api_datasets.DatasetVersionListCreateApi.as_view(),
+        name="api-dataset-versions",
+    ),
+    path("datasets/<int:pk>/files", api_datasets.DatasetFileApi.as_view(), name="api-dataset-files"),
+    path(
+        "dataset-versions/<int:pk>",
+        api_datasets.DatasetVersionDetailApi.as_view(),
+        name="api-dataset-version",
+    ),
+    path(
+        "dataset-versions/<int:pk>/rows",
+        api_datasets.DatasetVersionRowsApi.as_view(),
+        name="api-dataset-version-rows",
+    ),
+    path(
+        "dataset-versions/<int:pk>/rows.jsonl",
+        api_datasets.DatasetVersionRowsJsonlApi.as_view(),
+        name="api-dataset-version-rows-jsonl",
+    ),
 ]

@@ -49,6 +49,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("Home", "home", "portal.view"),
     ("Error notebook", "cases:list", "cases.view"),
     ("Curation", "cases:dashboard", "cases.view"),
+    ("Datasets", "datasets:list", "datasets.view"),
     ("Diagnostics", "diagnostics:list", "diagnostics.view"),
     ("API tokens", "tokens", "tokens.manage"),
     ("API docs", "api-docs", "api.docs"),

@@ -7,7 +7,7 @@ URL needs arguments this file does not know, fails here instead of being forgott
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from datasets_app.models import ErrorCase, ImportJob
+from datasets_app.models import Dataset, DatasetVersion, ErrorCase, ImportJob
 from llmops.models import DiagnosticJob
 from llmops.roles import MATRIX, ROLES, required_permission_for
 
@@ -37,10 +37,37 @@ URL_KWARGS = {
         )
     },
     "api-case-import": lambda w: {"pk": w["import"].pk},
+    **{
+        name: (lambda w: {"pk": w["dataset"].pk})
+        for name in (
+            "datasets:detail",
+            "datasets:file-upload",
+            "datasets:version-new",
+            "api-dataset",
+            "api-dataset-versions",
+            "api-dataset-files",
+        )
+    },
+    **{
+        name: (lambda w: {"pk": w["version"].pk})
+        for name in (
+            "datasets:version",
+            "datasets:version-cancel",
+            "datasets:version-rows",
+            "datasets:version-diff",
+            "datasets:download-hf",
+            "api-dataset-version",
+            "api-dataset-version-rows",
+            "api-dataset-version-rows-jsonl",
+        )
+    },
+    "datasets:download": lambda w: {"pk": w["version"].pk, "fmt": "jsonl", "split": "train"},
 }
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
-    "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission"
+    "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",
+    # the dataset list is open to datasets.view; posting its create form needs datasets.build
+    "datasets.build": "tests/datasets_app/test_views_datasets.py::test_only_data_scientists_and_admins_create_datasets",
 }
 # Namespaces guarded by something other than the matrix, checked by their own tests.
 OUTSIDE_MATRIX = {"admin"}
@@ -91,6 +118,8 @@ def guarded_world(world):
             bad_output="x", fingerprint="f", messages=[{"role": "user", "content": "q"}]
         ),
         "import": ImportJob.objects.create(filename="x.jsonl", status="succeeded"),
+        "dataset": (dataset := Dataset.objects.create(name="intents", task_type="classification")),
+        "version": DatasetVersion.objects.create(dataset=dataset, number=1, recipe={}, status="ready"),
     }
 
 
