@@ -1,0 +1,331 @@
+"""Step e, dedup: exact duplicates by key, near duplicates by MinHash, one row kept per cluster.
+
+Near duplicates need the whole set, so the step has two halves:
+- `Dedup.collect(examples, stats)` streams: it sets `example.key` (sha256 hex of the fields with every text
+  normalised as `datasets_app.dedup.normalise` does: case, width, invisible characters and whitespace ignored) and
+  computes each row's MinHash signature in numpy batches. Signatures go to a file in `spool_dir` (512 bytes a row,
+  read back through a memory map); in memory stay only an 8-byte exact id and the LSH band keys (4 bytes a band,
+  17 bands at the default threshold): about 80 bytes a row.
+- `Dedup.decide()` (after the last row) drops exact duplicates (equal exact id; the first 8 bytes of the key, a
+  collision chance of 3e-8 at a million rows) and near duplicates: rows sharing an LSH band become candidate
+  pairs, each confirmed when the signatures' estimated Jaccard similarity reaches the threshold, and confirmed
+  pairs are joined into clusters (connected components: a~b and b~c put a, b, c in one cluster). The earliest row
+  of a cluster in input order is kept; `Decision.group` is its index, the cluster id.
+
+The near-duplicate text of a row is every text but system prompts (shared by many unrelated rows, they would make
+them look alike): user and assistant turns, instruction/input/output, the classification text, prompt + chosen +
+rejected. Signatures are those of `datasets_app.dedup.signature` (character 3-grams, 128 permutations; a test holds
+the two equal), computed for a whole batch at once: ~13 µs a 120-character row instead of ~60 µs one by one.
+
+LSH: `bands` × `rows` of the 128 values chosen to minimise 0.02 × false positives + 0.98 × false negatives
+(recall first: a false candidate costs one comparison). Within a band, rows with equal keys are paired with their
+next `WINDOW` neighbours in input order, not all with all, so a huge bucket (a template repeated 100k times)
+costs linear work; chains of neighbours still join a cluster of mutual near duplicates.
+"""
+
+import hashlib
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from datasets_app.dedup import _CODE_POINT_BITS, _GOLDEN, NUM_PERM, SEED, SHINGLE_SIZE, _fmix32, _permutations
+from datasets_app.dedup import normalise as dedup_normalise
+from datasets_app.pipeline.recipe import DedupStep
+from datasets_app.pipeline.types import Example, StepStats
+
+BATCH = 4096
+THREADS = 2
+IN_FLIGHT = 4  # signature jobs queued ahead of the caller
+MIN_SPLIT = 512  # a batch is halved between the threads when each half has at least this many rows
+WINDOW = 6
+CHUNK_SHINGLES = 4096  # shingles hashed at once: a 128 × 4096 uint32 block (2 MB) stays in cache
+KEEP, EXACT, NEAR = 0, 1, 2
+REASONS = {EXACT: "exact_duplicate", NEAR: "near_duplicate"}
+_EMPTY = np.iinfo(np.uint32).max
+_BAND_MIX = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's 64-bit multiplier
+
+
+# ---- what is compared -------------------------------------------------------------------------------------------
+
+
+def keyed_texts(example: Example) -> tuple[str, str]:
+    """(sha256 hex of the normalised fields, the normalised near-duplicate text without spaces).
+
+    The key hashes every field in name order, texts normalised, message roles kept; field name, role and text are
+    joined by \\x1f and the parts by \\x1e, control characters that normalised text cannot hold."""
+    parts, near = [], []
+    fields = example.fields
+    for name in sorted(fields):
+        value = fields[name]
+        if isinstance(value, list):
+            for m in value:
+                text, role = dedup_normalise(m.get("content") or ""), m.get("role") or ""
+                parts.append(f"{name}\x1f{role}\x1f{text}")
+                if role != "system":
+                    near.append(text)
+        else:
+            text = dedup_normalise(value) if isinstance(value, str) else repr(value)
+            parts.append(f"{name}\x1f{text}")
+            near.append(text)
+    key = hashlib.sha256("\x1e".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return key, "".join(near).replace(" ", "")
+
+
+def exact_id(key: str) -> int:
+    """The 64-bit exact id of a key (its first 16 hex digits)."""
+    return int(key[:16], 16)
+
+
+# ---- MinHash signatures, a batch at a time ----------------------------------------------------------------------
+
+
+def signatures(texts: list[str]) -> np.ndarray:
+    """(len(texts), 128) uint32; row i equals `datasets_app.dedup.signature(texts[i])`."""
+    return shingle_signatures([dedup_normalise(t).replace(" ", "") for t in texts])
+
+
+def shingle_signatures(prepared: list[str]) -> np.ndarray:
+    """Signatures of texts already normalised and without spaces (as `keyed_texts` gives them)."""
+    out = np.full((len(prepared), NUM_PERM), _EMPTY, dtype=np.uint32)
+    rows = [i for i, text in enumerate(prepared) if text]
+    if not rows:
+        return out
+    texts = [
+        prepared[i] if len(prepared[i]) >= SHINGLE_SIZE else prepared[i].rjust(SHINGLE_SIZE, "\0")
+        for i in rows
+    ]
+    hashes, counts = _shingle_hashes(texts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    a, b = _permutations(NUM_PERM, SEED)
+    a, b = a[:, None], b[:, None]
+    block = np.empty((NUM_PERM, CHUNK_SHINGLES * 2), dtype=np.uint32)
+    rows_arr, first = np.asarray(rows), 0
+    while first < len(rows):
+        # rows [first, last) hold about CHUNK_SHINGLES shingles (at least one row)
+        last = max(first + 1, int(np.searchsorted(starts, starts[first] + CHUNK_SHINGLES, side="right")))
+        lo, hi = starts[first], starts[last] if last < len(rows) else len(hashes)
+        m = block[:, : hi - lo] if hi - lo <= block.shape[1] else np.empty((NUM_PERM, hi - lo), np.uint32)
+        np.multiply(a, hashes[None, lo:hi], out=m)  # each permutation is h -> a*h + b mod 2**32
+        m += b
+        out[rows_arr[first:last]] = np.minimum.reduceat(m, starts[first:last] - lo, axis=1).T
+        first = last
+    return out
+
+
+def _shingle_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's 3-gram hashes (as `dedup.shingle_hash`), concatenated, and how many each text has."""
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    points = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.uint64)
+    keys = points[:-2] << np.uint64(2 * _CODE_POINT_BITS)
+    keys |= points[1:-1] << np.uint64(_CODE_POINT_BITS)
+    keys |= points[2:]
+    ends = np.cumsum(lengths)[:-1]  # 3-grams starting in a text's last two characters cross into the next
+    valid = np.ones(len(keys), dtype=bool)
+    valid[ends - 1] = valid[ends - 2] = False
+    keys = keys[valid]
+    keys *= np.uint64(_GOLDEN)
+    return _fmix32((keys >> np.uint64(32)).astype(np.uint32)), lengths - (SHINGLE_SIZE - 1)
+
+
+# ---- LSH --------------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def lsh_params(threshold: float, num_perm: int = NUM_PERM) -> tuple[int, int]:
+    """(bands, rows per band) minimising 0.02 × false-positive + 0.98 × false-negative probability mass."""
+    xs = np.linspace(0, 1, 1001)
+    below = xs < threshold
+    best = (np.inf, 1, num_perm)
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            p = 1 - (1 - xs**rows) ** bands
+            cost = 0.02 * np.trapezoid(np.where(below, p, 0), xs) + 0.98 * np.trapezoid(
+                np.where(below, 0, 1 - p), xs
+            )
+            best = min(best, (cost, bands, rows))
+    return best[1], best[2]
+
+
+def band_keys(sigs: np.ndarray, threshold: float) -> np.ndarray:
+    """(n, bands) uint32: a hash of each band of each signature."""
+    bands, rows = lsh_params(threshold)
+    out = np.empty((len(sigs), bands), dtype=np.uint32)
+    for band in range(bands):
+        h = np.zeros(len(sigs), dtype=np.uint64)
+        for col in range(band * rows, (band + 1) * rows):
+            h = (h + sigs[:, col]) * _BAND_MIX
+        out[:, band] = h >> np.uint64(32)
+    return out
+
+
+def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) with i < j, unique: rows sharing a band key, each paired with its next WINDOW in its bucket.
+
+    Pairs are merged band by band (`np.union1d`), so memory follows the distinct pairs, not pairs × bands."""
+    n = len(keys)
+    pairs = np.empty(0, np.int64)
+    for band in range(keys.shape[1]):
+        column = keys[:, band]
+        order = np.argsort(column, kind="stable")  # equal keys keep input order, so i < j below
+        ordered = column[order]
+        found = []
+        for distance in range(1, WINDOW + 1):
+            same = ordered[distance:] == ordered[:-distance]
+            if not same.any():
+                break  # sorted: no equal pair at this distance means none further
+            found.append(order[:-distance][same].astype(np.int64) * n + order[distance:][same])
+        if found:
+            pairs = np.union1d(pairs, np.concatenate(found))
+    return pairs // max(n, 1), pairs % max(n, 1)
+
+
+def similar(sigs_i: np.ndarray, sigs_j: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether each pair of signatures estimates a Jaccard similarity of at least `threshold`."""
+    return np.count_nonzero(sigs_i == sigs_j, axis=1) >= threshold * NUM_PERM - 1e-9
+
+
+def confirmed(i: np.ndarray, j: np.ndarray, sigs: np.ndarray, threshold: float) -> np.ndarray:
+    """The mask of pairs (i, j) whose signatures (rows of `sigs`, an array or memory map) are similar."""
+    keep = np.zeros(len(i), dtype=bool)
+    for lo in range(0, len(i), 65536):
+        part = slice(lo, lo + 65536)
+        keep[part] = similar(sigs[i[part]], sigs[j[part]], threshold)
+    return keep
+
+
+def clusters(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """For each of n rows, the smallest row index of its connected component under the edges (i, j)."""
+    label = np.arange(n)
+    while True:
+        li, lj = label[i], label[j]
+        low = np.minimum(li, lj)
+        hooked = label.copy()
+        np.minimum.at(hooked, li, low)  # every label is a root here: hook the larger root under the smaller
+        np.minimum.at(hooked, lj, low)
+        while not np.array_equal(jumped := hooked[hooked], hooked):  # pointer jumping to the roots
+            hooked = jumped
+        if np.array_equal(hooked, label):
+            return label
+        label = hooked
+
+
+# ---- the step ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    """Per collected row (in collect order): KEEP / EXACT / NEAR, and the cluster id (index of the kept row)."""
+
+    verdict: np.ndarray  # uint8
+    group: np.ndarray  # int64
+
+
+class Dedup:
+    """Step e in two halves, `collect` then `decide` (see the module docstring).
+
+    Signatures are computed by `THREADS` background threads while the caller goes on with the next rows (numpy
+    releases the GIL while it multiplies and reduces), at most `IN_FLIGHT` batches ahead; results are stored in
+    submission order, so row numbers stay the collect order. No processes: a Celery prefork worker may not fork."""
+
+    name = "dedup"
+
+    def __init__(self, cfg: DedupStep, spool_dir: Path):
+        self.cfg = cfg
+        self.path = Path(spool_dir) / "signatures.u32"
+        self.path.write_bytes(b"")
+        self.ids: list[np.ndarray] = []
+        self.bands: list[np.ndarray] = []
+        self.count = 0
+        self._texts: list[str] = []
+        self._ids: list[int] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: deque[Future] = deque()
+
+    def collect(self, examples: Iterable[Example], stats: StepStats) -> Iterator[Example]:
+        """Yield every row unchanged but for `example.key`; rows are numbered in the order they pass here."""
+        for example in examples:
+            stats.rows_in += 1
+            example.key, text = keyed_texts(example)
+            self._texts.append(text)
+            self._ids.append(exact_id(example.key))
+            if len(self._texts) >= BATCH:
+                self._submit()
+            yield example
+        self._submit()
+
+    def _submit(self) -> None:
+        if not self._texts:
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="minhash")
+        texts, ids, self._texts, self._ids = self._texts, self._ids, [], []
+        half = len(texts) // 2 if len(texts) >= 2 * MIN_SPLIT else len(texts)  # one half per thread
+        for part in (slice(0, half), slice(half, None)):
+            if texts[part]:
+                self._in_flight.append(self._pool.submit(self._signatures, texts[part], ids[part]))
+        while len(self._in_flight) > IN_FLIGHT:
+            self._store(self._in_flight.popleft().result())
+
+    def _signatures(self, texts: list[str], ids: list[int]):
+        sigs = shingle_signatures(texts)
+        return sigs, band_keys(sigs, self.cfg.threshold), np.array(ids, dtype=np.uint64)
+
+    def _store(self, result) -> None:
+        sigs, bands, ids = result
+        with self.path.open("ab") as f:
+            f.write(sigs.tobytes())
+        self.bands.append(bands)
+        self.ids.append(ids)
+        self.count += len(ids)
+
+    def finish(self) -> None:
+        """Wait for the signatures still being computed; stop the threads."""
+        self._submit()
+        while self._in_flight:
+            self._store(self._in_flight.popleft().result())
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def signatures(self) -> np.ndarray:
+        """All collected signatures, (count, 128), memory-mapped from the spool file."""
+        self.finish()
+        if not self.count:
+            return np.empty((0, NUM_PERM), np.uint32)
+        return np.memmap(self.path, dtype=np.uint32, mode="r", shape=(self.count, NUM_PERM))
+
+    def all_ids(self) -> np.ndarray:
+        self.finish()
+        if len(self.ids) > 1:
+            self.ids = [np.concatenate(self.ids)]
+        return self.ids[0] if self.ids else np.empty(0, np.uint64)
+
+    def all_bands(self) -> np.ndarray:
+        self.finish()
+        if len(self.bands) > 1:
+            self.bands = [np.concatenate(self.bands)]
+        return self.bands[0] if self.bands else np.empty((0, lsh_params(self.cfg.threshold)[0]), np.uint32)
+
+    def decide(self) -> Decision:
+        ids = self.all_ids()
+        n = self.count
+        verdict = np.full(n, KEEP, dtype=np.uint8)
+        group = np.arange(n, dtype=np.int64)
+        if self.cfg.exact and n:
+            _, first = np.unique(ids, return_index=True)
+            verdict[:] = EXACT
+            verdict[first] = KEEP
+        if self.cfg.near and n:
+            rows = np.flatnonzero(verdict == KEEP)
+            i, j = candidate_pairs(self.all_bands()[rows])
+            i, j = rows[i], rows[j]
+            keep = confirmed(i, j, self.signatures(), self.cfg.threshold)
+            label = clusters(n, i[keep], j[keep])
+            verdict[(label != group) & (verdict == KEEP)] = NEAR
+            group = label
+        return Decision(verdict=verdict, group=group)
