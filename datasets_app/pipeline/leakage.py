@@ -1,0 +1,144 @@
+"""Leakage: rows of a test set found again, exactly or nearly, in the data a model is trained on.
+
+`leakage_report(train_like, test, threshold)` compares any two sets of `Example`s: a version's test split against
+its train and validation splits (zero by construction, shown anyway), or later a benchmark against the training
+data of another model. The test side is indexed in memory (its exact ids, signatures and LSH band keys: ~600 bytes
+a row); the training side streams through in batches, so it may be as large as a whole version.
+
+The report: `exact` = test rows with an exact duplicate (equal normalised fields) among the training rows, `near`
+= further test rows with a near duplicate (MinHash Jaccard estimate ≥ threshold), `examples` = up to 5 pairs
+`{"test": ref, "train": ref, "kind": "exact" | "near"}`, `checked_test` / `checked_train` = rows compared.
+The same index (`NearIndex`) drops rows that leak into a pinned test split (split.py).
+"""
+
+from collections.abc import Iterable
+from itertools import islice
+
+import numpy as np
+
+from datasets_app.pipeline.near import (
+    BATCH,
+    EXACT,
+    NEAR,
+    WINDOW,
+    band_keys,
+    exact_id,
+    keyed_texts,
+    shingle_signatures,
+    similar,
+)
+from datasets_app.pipeline.types import Example
+
+EXAMPLES_KEPT = 5
+KINDS = {EXACT: "exact", NEAR: "near"}
+
+
+class NearIndex:
+    """A reference set of rows (exact ids and signatures) in which other rows are looked up."""
+
+    def __init__(self, ids: np.ndarray, sigs: np.ndarray, threshold: float):
+        self.threshold = threshold
+        self.sigs = np.ascontiguousarray(sigs, dtype=np.uint32)
+        self.id_order = np.argsort(ids, kind="stable")
+        self.sorted_ids = np.asarray(ids, dtype=np.uint64)[self.id_order]
+        keys = band_keys(self.sigs, threshold)
+        self.band_order = [np.argsort(keys[:, band], kind="stable") for band in range(keys.shape[1])]
+        self.sorted_bands = [keys[order, band] for band, order in enumerate(self.band_order)]
+
+    def __len__(self) -> int:
+        return len(self.sigs)
+
+    def match(self, ids: np.ndarray, sigs: np.ndarray, bands: np.ndarray | None = None):
+        """For each row: (kind, reference index): kind EXACT, NEAR or 0 (none, index -1); exact wins."""
+        n = len(ids)
+        kind, ref = np.zeros(n, dtype=np.uint8), np.full(n, -1, dtype=np.int64)
+        if not n or not len(self):
+            return kind, ref
+        ids = np.asarray(ids, dtype=np.uint64)
+        at = np.minimum(np.searchsorted(self.sorted_ids, ids), len(self) - 1)
+        hit = self.sorted_ids[at] == ids
+        kind[hit], ref[hit] = EXACT, self.id_order[at[hit]]
+        rows, refs = self._candidates(band_keys(sigs, self.threshold) if bands is None else bands, ~hit)
+        if len(rows):
+            ok = similar(np.asarray(sigs[rows]), self.sigs[refs], self.threshold)
+            rows, refs = (
+                rows[ok][::-1],
+                refs[ok][::-1],
+            )  # reversed: the smallest reference wins the assignment
+            kind[rows], ref[rows] = NEAR, refs
+        return kind, ref
+
+    def _candidates(self, bands: np.ndarray, open_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, reference) pairs sharing a band key, sorted, for the rows still open."""
+        found = []
+        for band, (order, sorted_keys) in enumerate(zip(self.band_order, self.sorted_bands, strict=True)):
+            keys = bands[:, band]
+            start = np.searchsorted(sorted_keys, keys)
+            for offset in range(WINDOW):
+                at = start + offset
+                inside = at < len(sorted_keys)
+                same = np.zeros(len(keys), dtype=bool)
+                same[inside] = sorted_keys[at[inside]] == keys[inside]
+                same &= open_rows
+                if not same.any():
+                    break
+                rows = np.flatnonzero(same)
+                found.append(rows.astype(np.int64) * len(self) + order[at[rows]])
+        if not found:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        pairs = np.unique(np.concatenate(found))
+        return pairs // len(self), pairs % len(self)
+
+
+class LeakReport:
+    """Accumulates matches of training rows, batch by batch, against a `NearIndex` of the test rows."""
+
+    def __init__(self, index: NearIndex):
+        self.index = index
+        self.kind = np.zeros(len(index), dtype=np.uint8)  # the strongest match of each test row
+        self.pairs: list[tuple[int, dict, int]] = []  # (test index, train ref, kind)
+        self.checked_train = 0
+
+    def add(
+        self, ids: np.ndarray, sigs: np.ndarray, refs: list[dict], bands: np.ndarray | None = None
+    ) -> None:
+        self.checked_train += len(ids)
+        kind, ref = self.index.match(ids, sigs, bands)
+        rows = np.flatnonzero(kind)
+        strongest = np.where(self.kind == 0, 255, self.kind)  # EXACT (1) beats NEAR (2) beats none
+        np.minimum.at(strongest, ref[rows], kind[rows])
+        self.kind = np.where(strongest == 255, 0, strongest).astype(np.uint8)
+        for row in rows[: EXAMPLES_KEPT - len(self.pairs)]:
+            self.pairs.append((int(ref[row]), refs[row], int(kind[row])))
+
+    def as_dict(self, test_refs: list[dict]) -> dict:
+        return {
+            "exact": int(np.count_nonzero(self.kind == EXACT)),
+            "near": int(np.count_nonzero(self.kind == NEAR)),
+            "examples": [
+                {"test": test_refs[t], "train": train, "kind": KINDS[k]} for t, train, k in self.pairs
+            ],
+            "checked_test": len(self.index),
+            "checked_train": self.checked_train,
+        }
+
+
+def ids_and_signatures(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ids and MinHash signatures of `examples`; sets each `example.key`."""
+    ids, texts = [], []
+    for example in examples:
+        example.key, text = keyed_texts(example)
+        ids.append(exact_id(example.key))
+        texts.append(text)
+    return np.array(ids, dtype=np.uint64), shingle_signatures(texts)
+
+
+def leakage_report(train_like: Iterable[Example], test: Iterable[Example], threshold: float = 0.8) -> dict:
+    """How many `test` rows appear again in `train_like`, exactly or nearly (see the module docstring)."""
+    test = list(test)
+    report = LeakReport(NearIndex(*ids_and_signatures(test), threshold))
+    rows = iter(train_like)
+    while batch := list(islice(rows, BATCH)):
+        ids, sigs = ids_and_signatures(batch)
+        report.add(ids, sigs, [example.ref for example in batch])
+    return report.as_dict([example.ref for example in test])
