@@ -35,6 +35,8 @@ BOILERPLATE = (
     "我只是一个ai",
 )
 _BOILERPLATE = tuple(phrase.replace(" ", "") for phrase in BOILERPLATE)
+# Every phrase (spaces removed) holds one of these: checked first, they rule out most answers in a few scans.
+_BOILERPLATE_HINTS = ("languagemodel", "aimodel", "sorry,but", "cannotfulfill", "作为", "我只是")
 MIN_REPEATS = 3
 MIN_REPEATED_CHARS = 6
 MAX_UNIT = 200
@@ -94,7 +96,9 @@ def is_boilerplate(answer: str) -> bool:
     folded = answer.lower().replace(" ", "")
     if not folded.isascii():
         folded = folded.replace("’", "'")
-    return any(phrase in folded for phrase in _BOILERPLATE)
+    return any(hint in folded for hint in _BOILERPLATE_HINTS) and any(
+        phrase in folded for phrase in _BOILERPLATE
+    )
 
 
 def is_repetitive(answer: str) -> bool:

@@ -47,6 +47,7 @@ CHUNK_SHINGLES = 4096  # shingles hashed at once: a 128 × 4096 uint32 block (2 
 KEEP, EXACT, NEAR = 0, 1, 2
 REASONS = {EXACT: "exact_duplicate", NEAR: "near_duplicate"}
 _EMPTY = np.iinfo(np.uint32).max
+_system_normalise = lru_cache(maxsize=256)(dedup_normalise)  # a build has a handful of system prompts
 _BAND_MIX = np.uint64(0xFF51AFD7ED558CCD)  # MurmurHash3's 64-bit multiplier
 
 
@@ -64,7 +65,8 @@ def keyed_texts(example: Example) -> tuple[str, str]:
         value = fields[name]
         if isinstance(value, list):
             for m in value:
-                text, role = dedup_normalise(m.get("content") or ""), m.get("role") or ""
+                role = m.get("role") or ""
+                text = (_system_normalise if role == "system" else dedup_normalise)(m.get("content") or "")
                 parts.append(f"{name}\x1f{role}\x1f{text}")
                 if role != "system":
                     near.append(text)

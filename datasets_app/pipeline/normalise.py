@@ -24,7 +24,7 @@ from datasets_app.pipeline.types import Example, StepStats
 _KEPT_PUNCTUATION = re.compile("([，！？：；（）～…]+)")
 # Vertical whitespace other than \n (\r after \r\n is handled first): all become \n.
 _LINE_BREAKS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-_INNER_SPACES = re.compile(r"(?<=\S)[^\S\n]+(?=\S)")
+_INNER_SPACES = re.compile(r"(?<=\S)(?:[^\S\n]{2,}|[^\S\n ])(?=\S)")  # not a lone space: nothing to change
 _TRAILING_SPACES = re.compile(r"[^\S\n]+(?=\n|\Z)")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -70,16 +70,33 @@ def cleaner(cfg: NormaliseStep) -> Callable[[str], str]:
 
 
 def map_texts(fields: dict, fn: Callable[[str], str]) -> dict:
-    """A copy of `fields` with `fn` applied to every text: string values and the `content` of message lists."""
-    out = {}
+    """`fields` with `fn` applied to every text (string values and the `content` of message lists): a copy where
+    a text changed, the very same dict when none did (`fn` returns the same object for a text it leaves alone)."""
+    out = None
     for name, value in fields.items():
         if isinstance(value, str):
-            out[name] = fn(value)
+            new = fn(value)
         elif isinstance(value, list):
-            out[name] = [{**m, "content": fn(m.get("content") or "")} for m in value]
+            new = _map_messages(value, fn)
         else:
-            out[name] = value
-    return out
+            continue
+        if new is not value:
+            if out is None:
+                out = dict(fields)
+            out[name] = new
+    return fields if out is None else out
+
+
+def _map_messages(messages: list[dict], fn: Callable[[str], str]) -> list[dict]:
+    out = None
+    for i, message in enumerate(messages):
+        content = message.get("content") or ""
+        new = fn(content)
+        if new is not content or "content" not in message:
+            if out is None:
+                out = list(messages)
+            out[i] = {**message, "content": new}
+    return messages if out is None else out
 
 
 def all_texts(fields: dict) -> list[str]:
@@ -124,9 +141,9 @@ class Normalise:
         for example in examples:
             stats.rows_in += 1
             fields = map_texts(example.fields, clean)
-            if fields != example.fields:
+            if fields is not example.fields:
                 changed += 1
-            example.fields = fields
+                example.fields = fields
             stats.rows_out += 1
             yield example
         if changed:

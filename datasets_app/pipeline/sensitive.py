@@ -55,7 +55,7 @@ class Sensitive:
             stats.rows_in += 1
             flags.clear()
             fields = map_texts(example.fields, apply)
-            if fields != example.fields:
+            if fields is not example.fields:
                 masked_rows += 1
                 example.fields = fields
             flagged_rows += bool(flags)
