@@ -120,6 +120,9 @@ def test_rows_come_in_keyset_pages_and_as_one_jsonl_stream(world):
             break
     assert seen == [f"train {i}" for i in range(5)]
     assert len(api.get(url).json()["results"]) == 7
+    mixed = api.get(url, {"limit": 6}).json()  # every split, in position order
+    assert [r["position"] for r in mixed["results"]] == list(range(6)) and mixed["next_after"] == 5
+    assert [r["split"] for r in api.get(url, {"after": 4}).json()["results"]] == ["test", "validation"]
     bad = api.get(url, {"split": "everything", "limit": 0})
     assert bad.status_code == 400 and {"split", "limit"} <= set(bad.json()["error"]["fields"])
 
