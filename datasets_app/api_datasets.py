@@ -112,6 +112,9 @@ class DatasetListCreateApi(APIView):
     required_permission = {"GET": "datasets.view", "POST": "datasets.build"}
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "DatasetCreateInput"
+
         name = serializers.CharField(max_length=100)
         task_type = serializers.ChoiceField(choices=DatasetTask.choices)
         product = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
@@ -152,6 +155,9 @@ class DatasetFileApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "DatasetFileInput"
+
         file = serializers.FileField()
 
     @extend_schema(request=InputSerializer, responses={201: SourceFileOutput},
@@ -209,17 +215,36 @@ def _split(request) -> str | None:
     return split
 
 
+class RowOutput(serializers.Serializer):
+    position = serializers.IntegerField()
+    split = serializers.CharField()
+    fields = serializers.DictField()
+    tokens = serializers.IntegerField()
+    origin = serializers.CharField()
+    ref = serializers.DictField()
+    category = serializers.CharField()
+    augmented = serializers.CharField()
+    key = serializers.CharField()
+
+
+class RowsOutput(serializers.Serializer):
+    results = RowOutput(many=True)
+    next_after = serializers.IntegerField(allow_null=True)
+
+
 class DatasetVersionRowsApi(APIView):
     required_permission = "datasets.view"
 
     class QuerySerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "DatasetRowsQuery"
+
         split = serializers.ChoiceField(choices=SPLITS, required=False)
         after = serializers.IntegerField(required=False, min_value=-1)
         limit = serializers.IntegerField(required=False, min_value=1, max_value=ROWS_MAX, default=100)
 
-    @extend_schema(
-        parameters=[QuerySerializer], summary="Rows in order, a page at a time (pass next_after back)"
-    )
+    @extend_schema(parameters=[QuerySerializer], responses={200: RowsOutput},
+                   summary="Rows in order, a page at a time (pass next_after back)")  # fmt: skip
     def get(self, request, pk: int):
         version = get_object_or_404(DatasetVersion, pk=pk)
         query = self.QuerySerializer(data=request.query_params)
