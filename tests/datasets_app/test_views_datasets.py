@@ -382,3 +382,62 @@ def test_user_written_text_is_escaped_everywhere_it_is_shown(world):
         assert response.status_code == 200, url
         assert XSS not in html, url
     assert "&lt;script&gt;" in page(client, reverse("datasets:version", args=[version.pk]))[1]
+
+
+# --- with a real build ----------------------------------------------------------------------------------------
+
+
+def test_a_version_built_for_real_shows_its_card_and_serves_its_exports(world, settings, tmp_path):
+    from datasets_app.services.build import build_run
+
+    settings.JOB_HEARTBEAT_SECONDS = 600
+    client = world.client("Data Scientist")
+    client.post(reverse("datasets:list"), {"name": "parcels", "task_type": "classification"})
+    dataset = Dataset.objects.get()
+    words = ["parcel", "refund", "invoice", "warranty", "account", "delivery", "password", "discount"]
+    lines = "".join(json.dumps({"text": f"{words[i % 8]} question {i} about order {i * 7919} {words[(i * 3) % 8]}",
+                                "label": ["shipping", "billing"][i % 2]}) + "\n" for i in range(40))  # fmt: skip
+    lines += (
+        json.dumps({"text": "parcel question 0 about order 0 parcel", "label": "shipping"}) + "\n"
+    )  # a duplicate
+    client.post(
+        reverse("datasets:file-upload", args=[dataset.pk]),
+        {"file": SimpleUploadedFile("p.jsonl", lines.encode())},
+    )
+    url = reverse("datasets:version-new", args=[dataset.pk])
+    data = {
+        **form_data(client.get(url).context["form"]),
+        "use_cases": "",
+        "files": [SourceFile.objects.get().pk],
+    }
+    assert client.post(url, data).status_code == 302
+    version = DatasetVersion.objects.get()
+    build_run(job_id=version.build.pk, task_id=version.build.celery_task_id, hostname="test")
+    version.refresh_from_db()
+    assert version.status == "ready", version.error
+
+    response, html = page(world.client("PM"), reverse("datasets:version", args=[version.pk]))
+    assert response.status_code == 200
+    for step in version.steps:
+        assert f'data-step="{step["name"]}"' in html
+    dedup = re.search(r'data-step="dedup".*?</ul>', html, re.S).group(0)
+    assert (
+        "data-rows-in>41<" in dedup and "data-rows-out>40<" in dedup and "1 dropped: exact duplicate" in dedup
+    )
+    assert "p.jsonl:41" in dedup
+    assert re.search(r'data-leakage="exact">0 — none by construction', html)
+    assert html.count("<tr data-position") == min(10, version.counts["train"])
+    assert 'data-file="p.jsonl"' in html and 'data-category="shipping"' in html
+
+    train = client.get(reverse("datasets:download", args=[version.pk, "jsonl", "train"]))
+    body = b"".join(train.streaming_content)
+    assert hashlib.sha256(body).hexdigest() == version.exports["jsonl"]["files"]["train.jsonl"]["sha256"]
+    assert len(body.splitlines()) == version.counts["train"]
+    zipped = client.get(reverse("datasets:download-hf", args=[version.pk]))
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(zipped.streaming_content)))
+    assert sorted(archive.namelist()) == sorted(f"parcels-v1/{n}" for n in version.exports["hf"]["files"])
+    archive.extractall(tmp_path / "unzipped")
+    from datasets import load_from_disk
+
+    loaded = load_from_disk(str(tmp_path / "unzipped" / "parcels-v1"))
+    assert len(loaded["train"]) == version.counts["train"]
