@@ -10,12 +10,21 @@ from llmops.roles import ADMIN, ARCHITECT, DATA_SCIENTIST, PM
 from tests.conftest import USERNAMES
 from tests.e2e.conftest import login, screenshot
 
-EVERYONE = ["Home", "Error notebook", "Curation", "API tokens", "API docs"]
+EVERYONE = ["Home", "Error notebook", "Curation", "Datasets", "API tokens", "API docs"]
 NAVIGATION = {
     PM: EVERYONE,
     DATA_SCIENTIST: EVERYONE,
     ARCHITECT: EVERYONE,
-    ADMIN: ["Home", "Error notebook", "Curation", "Diagnostics", "API tokens", "API docs", "Admin site"],
+    ADMIN: [
+        "Home",
+        "Error notebook",
+        "Curation",
+        "Datasets",
+        "Diagnostics",
+        "API tokens",
+        "API docs",
+        "Admin site",
+    ],
 }
 
 
