@@ -275,7 +275,7 @@ class Dedup:
         for example in examples:
             example.key, text = keyed_texts(example)
             texts.append(text)
-            ids.append(int(example.key[:16], 16))  # exact_id
+            ids.append(exact_id(example.key))
             if len(texts) >= BATCH:
                 stats.rows_in += len(texts)
                 self._submit()

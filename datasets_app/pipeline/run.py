@@ -19,7 +19,8 @@ the same input and recipe give the same rows in the same order. Every step's Ste
 
 Memory: one batch of Example objects at a time, plus per row about 100 bytes of numpy arrays (exact id, LSH band
 keys, category code, replay flag, dedup verdict and cluster id, split code); signatures (512 bytes a row) are a
-memory-mapped file. A million rows take about 100 MB besides the page cache.
+memory-mapped file. Measured at a million chat rows: ~300 MB resident besides the mapped signatures, at 12k rows/s
+from JSON lines to the last built row on a 2-core box (the dedup step alone: 51k rows/s).
 """
 
 import gc

@@ -48,7 +48,7 @@ def assign_splits(
     free = np.flatnonzero(~group_forced)
     if len(groups) < len(to_fill) or len(free) < len(to_fill) - (TRAIN in to_fill and group_forced.any()):
         raise BuildError(
-            f"{len(groups)} rows in {len(group_ids)} groups cannot fill {len(to_fill)} splits "
+            f"{len(groups)} rows in {len(group_ids)} group{'s' * (len(group_ids) != 1)} cannot fill {len(to_fill)} splits "
             f"({', '.join(SPLITS[s] for s in to_fill)}): add rows or set a ratio to 0"
         )
     order = _deal_order(free, group_category, len(to_fill), cfg, notes)

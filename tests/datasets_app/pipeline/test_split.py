@@ -73,7 +73,7 @@ def test_it_splits_without_stratifying_when_a_category_is_too_small():
 def test_it_refuses_data_too_small_for_the_splits():
     with pytest.raises(BuildError, match="2 rows in 2 groups cannot fill 3 splits"):
         split([row(0), row(1)])
-    with pytest.raises(BuildError, match="3 rows in 1 groups cannot fill 3 splits"):
+    with pytest.raises(BuildError, match="3 rows in 1 group cannot fill 3 splits"):
         split([row(i, group=5) for i in range(3)])
 
     rows, _ = split([row(0), row(1)], SplitStep(train=0.5, validation=0.5, test=0))
