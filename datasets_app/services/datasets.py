@@ -178,7 +178,34 @@ def _reference_problems(dataset: Dataset, recipe: dict) -> dict[str, list[str]]:
             reason = _version_problem(version_id, dataset, same_dataset=same_dataset, general=general)
             if reason:
                 problems[key] = [reason]
+    if not problems and not sources["files"]:  # file rows are only counted by the build itself
+        too_small = _split_too_small(recipe)
+        if too_small:
+            problems["steps.split"] = [too_small]
     return problems
+
+
+def _split_too_small(recipe: dict) -> str:
+    """With at most N source rows, a split whose share is under one row cannot be filled: say so before building."""
+    from datasets_app.services.build import approved_cases
+
+    sources, split = recipe["sources"], recipe["steps"]["split"]
+    rows = approved_cases(sources["cases"]).count() if sources["cases"] is not None else 0
+    if sources["parent_version"] is not None:
+        counts = DatasetVersion.objects.get(pk=sources["parent_version"]).counts
+        rows += sum(counts.values())
+    names = (
+        ("train", "validation")
+        if split["pinned_test_version"] is not None
+        else ("train", "validation", "test")
+    )
+    empty = [f"{name} ({split[name]:g} × {rows} = {split[name] * rows:.2g} rows)" for name in names
+             if 0 < split[name] * rows < 0.5 or (split[name] > 0 and rows == 0)]  # fmt: skip
+    if not empty:
+        return ""
+    if rows == 0:
+        return "the sources hold no rows yet: no approved case with an expected answer matches the filters"
+    return f"{rows} source rows are too few for this split: {', '.join(empty)} would get no row"
 
 
 def _version_problem(

@@ -135,8 +135,51 @@ def test_split_ratios_that_do_not_sum_to_one_are_refused_naming_the_field(world,
     assert not DatasetVersion.objects.exists()
 
 
+def test_a_split_too_small_for_the_cases_is_refused_before_building(world, dataset):
+    for i in range(4):
+        approved_case(i)
+    with pytest.raises(ValidationError) as refused:
+        new_version(world, dataset, recipe())  # 10% of 4 rows is under half a row
+    message = " ".join(refused.value.message_dict["steps.split"])
+    assert "4 source rows are too few" in message and "validation" in message and "test" in message
+    with pytest.raises(ValidationError) as refused:
+        new_version(
+            world, dataset, {**recipe(), "sources": {**recipe()["sources"], "cases": {"tags": ["none"]}}}
+        )
+    assert "no approved case" in " ".join(refused.value.message_dict["steps.split"])
+    assert not DatasetVersion.objects.exists()
+
+
+def test_general_data_is_replayed_at_the_chosen_ratio_into_train_only(world, dataset):
+    general = dataset_create(
+        user=world.users["Data Scientist"], name="general chat", task_type="chat", is_general=True
+    )
+    rng = random.Random(9)
+    syllables = [a + b for a in "bcdfghjklmnp" for b in "aeiou"]
+    lines = [{"messages": [{"role": "user", "content": " ".join(rng.sample(syllables, 14)) + "?"},
+                           {"role": "assistant", "content": " ".join(rng.sample(syllables, 12)) + "."}]}
+             for _ in range(40)]  # fmt: skip
+    source = source_file_add(user=world.users["Data Scientist"], dataset=general, upload=SimpleUploadedFile(
+        "general.jsonl", "\n".join(json.dumps(line) for line in lines).encode()))  # fmt: skip
+    general_body = recipe()
+    general_body["sources"] = {**general_body["sources"], "cases": None, "files": [source.pk]}
+    general_v1 = build_inline(new_version(world, general, general_body))
+    assert general_v1.status == VersionStatus.READY, general_v1.error
+    for i in range(40):
+        approved_case(i)
+    body = recipe()
+    body["sources"]["replay"] = {"version": general_v1.pk, "ratio": 0.25}
+    version = build_inline(new_version(world, dataset, body))
+    assert version.status == VersionStatus.READY, version.error
+    replayed = DatasetExample.objects.filter(version=version, origin="replay")
+    assert replayed.count() == 10  # a quarter of the 40 task rows
+    assert set(replayed.values_list("split", flat=True)) == {"train"}
+    assert version.card["origins"] == {"case": 40, "replay": 10}
+
+
 def test_a_recipe_naming_a_version_that_is_not_ready_is_refused(world, dataset):
-    approved_case(1)
+    for i in range(20):
+        approved_case(i)
     building = new_version(world, dataset, recipe())
     body = recipe()
     body["sources"]["parent_version"] = building.pk

@@ -199,7 +199,7 @@ def test_a_new_version_can_start_from_another_ones_recipe(world):
     recipe = {"sources": {"cases": {"tags": [], "products": ["shop"], "date_from": "", "date_to": ""}},
               "steps": {"split": {"train": 0.7, "validation": 0.1, "test": 0.2, "seed": 7},
                         "augment": {"backtranslation": {"api_key": "sk-secret"}}}}  # fmt: skip
-    v1 = make_version(dataset, [row("train", "a")], recipe=recipe)
+    v1 = make_version(dataset, [row("train", f"a {i}") for i in range(20)], recipe=recipe)
     client = world.client("Data Scientist")
     response, html = page(client, reverse("datasets:version-new", args=[dataset.pk]), {"from": v1.pk})
     form = response.context["form"]
