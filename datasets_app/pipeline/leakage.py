@@ -2,16 +2,18 @@
 
 `leakage_report(train_like, test, threshold)` compares any two sets of `Example`s: a version's test split against
 its train and validation splits (zero by construction, shown anyway), or later a benchmark against the training
-data of another model. The test side is indexed in memory (its exact ids, signatures and LSH band keys: ~600 bytes
-a row); the training side streams through in batches, so it may be as large as a whole version.
+data of another model. The test side is indexed in memory (its exact ids, MinHash signatures and LSH band keys:
+~600 bytes a row); the training side streams through in batches, so it may be as large as a whole corpus.
+Rows are compared as the dedup step compares them (near.py): LSH bands of the one-permutation sketch propose
+candidates, the notebook's MinHash signatures confirm them, computed for candidate rows only.
 
 The report: `exact` = test rows with an exact duplicate (equal normalised fields) among the training rows, `near`
 = further test rows with a near duplicate (MinHash Jaccard estimate ≥ threshold), `examples` = up to 5 pairs
 `{"test": ref, "train": ref, "kind": "exact" | "near"}`, `checked_test` / `checked_train` = rows compared.
-The same index (`NearIndex`) drops rows that leak into a pinned test split (split.py).
+The same index (`NearIndex`) drops rows that leak into a pinned test split (split.py, run.py).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 
 import numpy as np
@@ -24,32 +26,37 @@ from datasets_app.pipeline.near import (
     band_keys,
     exact_id,
     keyed_texts,
-    shingle_signatures,
+    signatures,
     similar,
+    sketch,
 )
 from datasets_app.pipeline.types import Example
 
 EXAMPLES_KEPT = 5
 KINDS = {EXACT: "exact", NEAR: "near"}
+Signatures = Callable[[np.ndarray], np.ndarray]  # row positions (sorted, unique) -> their MinHash signatures
 
 
 class NearIndex:
-    """A reference set of rows (exact ids and signatures) in which other rows are looked up."""
+    """A reference set of rows (exact ids and prepared near-duplicate texts) in which other rows are looked up."""
 
-    def __init__(self, ids: np.ndarray, sigs: np.ndarray, threshold: float):
+    def __init__(self, ids: np.ndarray, texts: list[str], threshold: float):
         self.threshold = threshold
-        self.sigs = np.ascontiguousarray(sigs, dtype=np.uint32)
+        self.sigs = signatures(texts)
         self.id_order = np.argsort(ids, kind="stable")
         self.sorted_ids = np.asarray(ids, dtype=np.uint64)[self.id_order]
-        keys = band_keys(self.sigs, threshold)
+        keys = band_keys(sketch(texts), threshold)
         self.band_order = [np.argsort(keys[:, band], kind="stable") for band in range(keys.shape[1])]
         self.sorted_bands = [keys[order, band] for band, order in enumerate(self.band_order)]
 
     def __len__(self) -> int:
         return len(self.sigs)
 
-    def match(self, ids: np.ndarray, sigs: np.ndarray, bands: np.ndarray | None = None):
-        """For each row: (kind, reference index): kind EXACT, NEAR or 0 (none, index -1); exact wins."""
+    def match(self, ids: np.ndarray, bands: np.ndarray, signatures_of: Signatures):
+        """For each row: (kind, reference index): kind EXACT, NEAR or 0 (none, index -1); exact wins.
+
+        `bands` are the rows' LSH band keys; `signatures_of(positions)` gives the MinHash signatures of the rows at
+        those positions, asked only for rows that share a band with a reference row."""
         n = len(ids)
         kind, ref = np.zeros(n, dtype=np.uint8), np.full(n, -1, dtype=np.int64)
         if not n or not len(self):
@@ -58,15 +65,22 @@ class NearIndex:
         at = np.minimum(np.searchsorted(self.sorted_ids, ids), len(self) - 1)
         hit = self.sorted_ids[at] == ids
         kind[hit], ref[hit] = EXACT, self.id_order[at[hit]]
-        rows, refs = self._candidates(band_keys(sigs, self.threshold) if bands is None else bands, ~hit)
+        rows, refs = self._candidates(bands, ~hit)
         if len(rows):
-            ok = similar(np.asarray(sigs[rows]), self.sigs[refs], self.threshold)
+            involved = np.unique(rows)
+            sigs = signatures_of(involved)
+            ok = similar(sigs[np.searchsorted(involved, rows)], self.sigs[refs], self.threshold)
             rows, refs = (
                 rows[ok][::-1],
                 refs[ok][::-1],
             )  # reversed: the smallest reference wins the assignment
             kind[rows], ref[rows] = NEAR, refs
         return kind, ref
+
+    def match_texts(self, ids: np.ndarray, texts: list[str]):
+        """`match` for rows whose prepared texts are at hand."""
+        bands = band_keys(sketch(texts), self.threshold)
+        return self.match(ids, bands, lambda rows: signatures([texts[r] for r in rows.tolist()]))
 
     def _candidates(self, bands: np.ndarray, open_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, reference) pairs sharing a band key, sorted, for the rows still open."""
@@ -99,11 +113,9 @@ class LeakReport:
         self.pairs: list[tuple[int, dict, int]] = []  # (test index, train ref, kind)
         self.checked_train = 0
 
-    def add(
-        self, ids: np.ndarray, sigs: np.ndarray, refs: list[dict], bands: np.ndarray | None = None
-    ) -> None:
-        self.checked_train += len(ids)
-        kind, ref = self.index.match(ids, sigs, bands)
+    def add(self, kind: np.ndarray, ref: np.ndarray, refs) -> None:
+        """Count a batch of training rows: `NearIndex.match`'s answer for them, and their refs (`refs[i]`)."""
+        self.checked_train += len(kind)
         rows = np.flatnonzero(kind)
         strongest = np.where(self.kind == 0, 255, self.kind)  # EXACT (1) beats NEAR (2) beats none
         np.minimum.at(strongest, ref[rows], kind[rows])
@@ -111,7 +123,7 @@ class LeakReport:
         for row in rows[: EXAMPLES_KEPT - len(self.pairs)]:
             self.pairs.append((int(ref[row]), refs[row], int(kind[row])))
 
-    def as_dict(self, test_refs: list[dict]) -> dict:
+    def as_dict(self, test_refs) -> dict:
         return {
             "exact": int(np.count_nonzero(self.kind == EXACT)),
             "near": int(np.count_nonzero(self.kind == NEAR)),
@@ -123,22 +135,22 @@ class LeakReport:
         }
 
 
-def ids_and_signatures(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ids and MinHash signatures of `examples`; sets each `example.key`."""
+def ids_and_texts(examples: list[Example]) -> tuple[np.ndarray, list[str]]:
+    """Exact ids and prepared near-duplicate texts of `examples`; sets each `example.key`."""
     ids, texts = [], []
     for example in examples:
         example.key, text = keyed_texts(example)
         ids.append(exact_id(example.key))
         texts.append(text)
-    return np.array(ids, dtype=np.uint64), shingle_signatures(texts)
+    return np.array(ids, dtype=np.uint64), texts
 
 
 def leakage_report(train_like: Iterable[Example], test: Iterable[Example], threshold: float = 0.8) -> dict:
     """How many `test` rows appear again in `train_like`, exactly or nearly (see the module docstring)."""
     test = list(test)
-    report = LeakReport(NearIndex(*ids_and_signatures(test), threshold))
+    index = NearIndex(*ids_and_texts(test), threshold)
+    report = LeakReport(index)
     rows = iter(train_like)
     while batch := list(islice(rows, BATCH)):
-        ids, sigs = ids_and_signatures(batch)
-        report.add(ids, sigs, [example.ref for example in batch])
+        report.add(*index.match_texts(*ids_and_texts(batch)), [example.ref for example in batch])
     return report.as_dict([example.ref for example in test])

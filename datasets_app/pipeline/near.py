@@ -2,46 +2,52 @@
 
 Near duplicates need the whole set, so the step has two halves:
 - `Dedup.collect(examples, stats)` streams: it sets `example.key` (sha256 hex of the fields with every text
-  normalised as `datasets_app.dedup.normalise` does: case, width, invisible characters and whitespace ignored) and
-  computes each row's signature in numpy batches. Signatures go to a file in `spool_dir` (512 bytes a row,
-  read back through a memory map); in memory stay only an 8-byte exact id and the LSH band keys (4 bytes a band,
-  17 bands at the default threshold): about 80 bytes a row.
-- `Dedup.decide()` (after the last row) drops exact duplicates (equal exact id; the first 8 bytes of the key, a
+  normalised as `datasets_app.dedup.normalise` does: case, width, invisible characters and whitespace ignored),
+  writes each row's near-duplicate text to `spool_dir/near_texts.utf8` and computes its LSH band keys in numpy
+  batches. In memory stay an 8-byte exact id and the band keys (4 bytes a band, 17 bands at the default
+  threshold): about 80 bytes a row.
+- `Dedup.decide()` (after the last row) drops exact duplicates (equal exact id: the first 8 bytes of the key, a
   collision chance of 3e-8 at a million rows) and near duplicates: rows sharing an LSH band become candidate
-  pairs, each confirmed when the signatures' estimated Jaccard similarity reaches the threshold, and confirmed
-  pairs are joined into clusters (connected components: a~b and b~c put a, b, c in one cluster). The earliest row
-  of a cluster in input order is kept; `Decision.group` is its index, the cluster id.
+  pairs; each is confirmed when the MinHash signatures of the two texts estimate a Jaccard similarity of at least
+  the threshold; confirmed pairs are joined into clusters (connected components: a~b and b~c put a, b, c in one
+  cluster). The earliest row of a cluster in input order is kept; `Decision.group` is its index, the cluster id.
 
 The near-duplicate text of a row is every text but system prompts (shared by many unrelated rows, they would make
 them look alike): user and assistant turns, instruction/input/output, the classification text, prompt + chosen +
-rejected.
+rejected; normalised, spaces removed, cut into character 3-grams as the error notebook does.
 
-Signatures: the notebook's 3-grams and 3-gram hash (`datasets_app.dedup.shingles`, `shingle_hash` with
-datasketch's pre-mix; a test holds them equal), sketched by one-permutation MinHash (Li, Owen & Zhang 2012) with
-optimal densification (Shrivastava 2017): the hash's top 7 bits pick one of 128 bins, each bin keeps its smallest
-value, empty bins borrow from other bins. 128 uint32 values like `dedup.signature`, compared the same way (the
-share of equal values estimates the Jaccard similarity, unbiased, about as precise: a test measures it), but one
-hash per 3-gram instead of 128 permutations of it: ~10 µs instead of ~20 µs for a 230-character row, which is
-what lets a million rows through at 50k rows/s. The values differ from `dedup.signature`'s, so signatures made
-here are compared only with signatures made here.
+Two sketches of a text, both over the notebook's 3-gram hashes (`datasets_app.dedup.shingle_hash`):
+- `signatures`: the notebook's MinHash, 128 permutations of every 3-gram, equal to `dedup.signature` (a test holds
+  them equal), computed a batch at a time in numpy (~18 µs a 230-character row). It decides: a pair is a near
+  duplicate when at least threshold × 128 of its values agree.
+- `sketch`: a one-permutation MinHash (Li, Owen & Zhang 2012) with optimal densification (Shrivastava 2017): a
+  3-gram hash's top 7 bits pick one of 128 bins, each bin keeps its smallest value, empty bins borrow from other
+  bins (~10 µs a row). Only its LSH bands are kept, to find candidate pairs: its Jaccard estimate is unbiased on
+  random text but less precise than `signatures` for short texts (1.3x the spread at 10 3-grams) and off by a
+  few hundredths on templated rows, so alone it decides only on overwhelming evidence:
+A candidate pair sharing at least `sure_votes` of its bands (10 of 17 at 0.8; a pair 0.05 below the threshold
+does that less than once in 10,000) is a near duplicate at once; the rows of the other candidate pairs get their
+`signatures` computed from the text spool (7% of the rows in a million-row benchmark with 10% near duplicates).
 
-LSH: `bands` × `rows` of the 128 values chosen to minimise 0.02 × false positives + 0.98 × false negatives
+LSH: `bands` × `rows` of the 128 sketch values, chosen to minimise 0.02 × false positives + 0.98 × false negatives
 (recall first: a false candidate costs one comparison). Within a band, rows with equal keys are paired with their
 next `WINDOW` neighbours in input order, not all with all, so a huge bucket (a template repeated 100k times)
 costs linear work; chains of neighbours still join a cluster of mutual near duplicates.
 """
 
 import hashlib
+import mmap
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from math import comb
 from pathlib import Path
 
 import numpy as np
 
-from datasets_app.dedup import _CODE_POINT_BITS, _GOLDEN, NUM_PERM, SEED, SHINGLE_SIZE, _fmix32
+from datasets_app.dedup import _CODE_POINT_BITS, _GOLDEN, NUM_PERM, SEED, SHINGLE_SIZE, _fmix32, _permutations
 from datasets_app.dedup import normalise as dedup_normalise
 from datasets_app.pipeline.recipe import DedupStep
 from datasets_app.pipeline.types import Example, StepStats
@@ -51,6 +57,7 @@ THREADS = 2
 IN_FLIGHT = 4  # signature jobs queued ahead of the caller
 MIN_SPLIT = 512  # a batch is halved between the threads when each half has at least this many rows
 WINDOW = 6
+COMPACT_PAIRS = 8_000_000  # candidate pairs held before duplicates across bands are merged (64 MB)
 CHUNK_SHINGLES = 4096  # shingles hashed at once: a 128 × 4096 uint32 block (2 MB) stays in cache
 KEEP, EXACT, NEAR = 0, 1, 2
 REASONS = {EXACT: "exact_duplicate", NEAR: "near_duplicate"}
@@ -97,24 +104,46 @@ def exact_id(key: str) -> int:
     return int(key[:16], 16)
 
 
-# ---- MinHash signatures, a batch at a time ----------------------------------------------------------------------
+# ---- MinHash signatures and sketches, a batch at a time --------------------------------------------------------
 
 
-def signatures(texts: list[str]) -> np.ndarray:
-    """(len(texts), 128) uint32 one-permutation MinHash signatures of the texts' 3-grams (see the module docstring)."""
-    return shingle_signatures([dedup_normalise(t).replace(" ", "") for t in texts])
+def prepare(texts: list[str]) -> list[str]:
+    """Texts as `signatures` and `sketch` take them: normalised as the notebook does, spaces removed."""
+    return [dedup_normalise(t).replace(" ", "") for t in texts]
 
 
-def shingle_signatures(prepared: list[str]) -> np.ndarray:
-    """Signatures of texts already normalised and without spaces (as `keyed_texts` gives them).
+def signatures(prepared: list[str]) -> np.ndarray:
+    """(len(prepared), 128) uint32: row i equals `datasets_app.dedup.signature` of the text (already prepared)."""
+    out = np.full((len(prepared), NUM_PERM), _EMPTY, dtype=np.uint32)
+    rows = [i for i, text in enumerate(prepared) if text]
+    if not rows:
+        return out
+    hashes, counts = _shingle_hashes(
+        [prepared[i].rjust(SHINGLE_SIZE, "\0") for i in rows]
+    )  # a short text: 1 gram
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    a, b = _permutations(NUM_PERM, SEED)
+    a, b = a[:, None], b[:, None]
+    block = np.empty((NUM_PERM, CHUNK_SHINGLES * 2), dtype=np.uint32)
+    rows_arr, first = np.asarray(rows), 0
+    while first < len(rows):
+        # rows [first, last) hold about CHUNK_SHINGLES 3-grams (at least one row)
+        last = max(first + 1, int(np.searchsorted(starts, starts[first] + CHUNK_SHINGLES, side="right")))
+        lo, hi = starts[first], starts[last] if last < len(rows) else len(hashes)
+        m = block[:, : hi - lo] if hi - lo <= block.shape[1] else np.empty((NUM_PERM, hi - lo), np.uint32)
+        np.multiply(a, hashes[None, lo:hi], out=m)  # each permutation is h -> a*h + b mod 2**32
+        m += b
+        out[rows_arr[first:last]] = np.minimum.reduceat(m, starts[first:last] - lo, axis=1).T
+        first = last
+    return out
 
-    Each 3-gram's 32-bit hash (`datasets_app.dedup.shingle_hash`) picks a bin with its top 7 bits and offers its
-    low 25 bits as the bin's value; a bin keeps its smallest value. Empty bins are then filled (`_densify`)."""
+
+def sketch(prepared: list[str]) -> np.ndarray:
+    """(len(prepared), 128) uint32 one-permutation MinHash of the prepared texts, for LSH bands only."""
     out = np.full(len(prepared) * NUM_PERM, _EMPTY, dtype=np.uint32)
     rows = [i for i, text in enumerate(prepared) if text]
     if rows:
-        texts = [prepared[i].rjust(SHINGLE_SIZE, "\0") for i in rows]  # a short text is its own 3-gram
-        hashes, counts = _shingle_hashes(texts)
+        hashes, counts = _shingle_hashes([prepared[i].rjust(SHINGLE_SIZE, "\0") for i in rows])
         slots = np.repeat(np.asarray(rows, dtype=np.int64) * NUM_PERM, counts) + (
             hashes >> np.uint32(_VALUE_BITS)
         )
@@ -188,23 +217,47 @@ def band_keys(sigs: np.ndarray, threshold: float) -> np.ndarray:
 def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(i, j) with i < j, unique: rows sharing a band key, each paired with its next WINDOW in its bucket.
 
-    Pairs are merged band by band (`np.union1d`), so memory follows the distinct pairs, not pairs × bands."""
-    n = len(keys)
-    pairs = np.empty(0, np.int64)
+    Pairs of all bands are made unique together, or as soon as they pass COMPACT_PAIRS (memory then follows the
+    distinct pairs, not pairs × bands)."""
+    n, found, held = len(keys), [], 0
     for band in range(keys.shape[1]):
         # key and row index in one uint64, sorted (4x a stable argsort): equal keys keep input order, so i < j below
         packed = (keys[:, band].astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
         packed.sort()
         ordered, order = packed >> np.uint64(32), (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        found = []
         for distance in range(1, WINDOW + 1):
             same = ordered[distance:] == ordered[:-distance]
             if not same.any():
                 break  # sorted: no equal pair at this distance means none further
             found.append(order[:-distance][same] * n + order[distance:][same])
-        if found:
-            pairs = np.union1d(pairs, np.concatenate(found))
+            held += len(found[-1])
+        if held > COMPACT_PAIRS:
+            found = [np.unique(np.concatenate(found))]
+            held = len(found[0])
+    pairs = np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)
     return pairs // max(n, 1), pairs % max(n, 1)
+
+
+@lru_cache(maxsize=16)
+def sure_votes(threshold: float) -> int:
+    """How many equal LSH bands make a pair a near duplicate without computing its signatures: the fewest that a
+    pair 0.05 below the threshold reaches less than once in 10,000 (10 of 17 bands at 0.8)."""
+    bands, rows = lsh_params(threshold)
+    p = max(threshold - 0.05, 0.0) ** rows
+
+    def tail(k: int) -> float:
+        return sum(comb(bands, x) * p**x * (1 - p) ** (bands - x) for x in range(k, bands + 1))
+
+    return next((k for k in range(1, bands + 1) if tail(k) < 1e-4), bands + 1)
+
+
+def band_votes(bands: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """How many LSH bands each pair (i, j) of rows of `bands` shares."""
+    votes = np.zeros(len(i), dtype=np.int64)
+    for lo in range(0, len(i), 65536):
+        part = slice(lo, lo + 65536)
+        votes[part] = np.count_nonzero(bands[i[part]] == bands[j[part]], axis=1)
+    return votes
 
 
 def similar(sigs_i: np.ndarray, sigs_j: np.ndarray, threshold: float) -> np.ndarray:
@@ -213,7 +266,7 @@ def similar(sigs_i: np.ndarray, sigs_j: np.ndarray, threshold: float) -> np.ndar
 
 
 def confirmed(i: np.ndarray, j: np.ndarray, sigs: np.ndarray, threshold: float) -> np.ndarray:
-    """The mask of pairs (i, j) whose signatures (rows of `sigs`, an array or memory map) are similar."""
+    """The mask of pairs (i, j) of rows of `sigs` whose signatures are similar (a chunk of pairs at a time)."""
     keep = np.zeros(len(i), dtype=bool)
     for lo in range(0, len(i), 65536):
         part = slice(lo, lo + 65536)
@@ -248,19 +301,53 @@ class Decision:
     group: np.ndarray  # int64
 
 
+class TextSpool:
+    """The near-duplicate texts as UTF-8 in one file, read back by row index (offsets kept: 8 bytes a row)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = path.open("wb")
+        self._ends: list[np.ndarray] = []
+        self._written = 0
+
+    def write(self, texts: list[str]) -> None:
+        data = [text.encode("utf-8", "surrogatepass") for text in texts]
+        self._ends.append(self._written + np.cumsum([len(d) for d in data], dtype=np.int64))
+        self._file.write(b"".join(data))
+        self._written += sum(len(d) for d in data)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def fetch(self, rows: np.ndarray) -> list[str]:
+        """The texts of `rows` (collect indexes), in that order."""
+        if not self._file.closed:
+            self._file.flush()
+        if len(self._ends) > 1:
+            self._ends = [np.concatenate(self._ends)]
+        if not len(rows) or not self._written:
+            return ["" for _ in rows]
+        ends = self._ends[0]
+        starts = np.concatenate([[0], ends[:-1]])[rows].tolist()
+        with self.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            return [
+                data[a:b].decode("utf-8", "surrogatepass")
+                for a, b in zip(starts, ends[rows].tolist(), strict=True)
+            ]
+
+
 class Dedup:
     """Step e in two halves, `collect` then `decide` (see the module docstring).
 
-    Signatures are computed by `THREADS` background threads while the caller goes on with the next rows (numpy
-    releases the GIL while it multiplies and reduces), at most `IN_FLIGHT` batches ahead; results are stored in
+    Sketches and band keys are computed by `THREADS` background threads while the caller goes on with the next
+    rows (numpy releases the GIL while it hashes), at most `IN_FLIGHT` batches ahead; results are stored in
     submission order, so row numbers stay the collect order. No processes: a Celery prefork worker may not fork."""
 
     name = "dedup"
 
     def __init__(self, cfg: DedupStep, spool_dir: Path):
         self.cfg = cfg
-        self.path = Path(spool_dir) / "signatures.u32"
-        self.path.write_bytes(b"")
+        self.spool = TextSpool(Path(spool_dir) / "near_texts.utf8")
         self.ids: list[np.ndarray] = []
         self.bands: list[np.ndarray] = []
         self.count = 0
@@ -288,45 +375,40 @@ class Dedup:
         if not self._texts:
             return
         texts, ids, self._texts, self._ids = self._texts, self._ids, [], []
+        self.spool.write(texts)
         if not THREADS:
-            self._store(self._signatures(texts, ids))
+            self._store(self._band_keys(texts, ids))
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="minhash")
         half = len(texts) // 2 if len(texts) >= 2 * MIN_SPLIT else len(texts)  # one half per thread
         for part in (slice(0, half), slice(half, None)):
             if texts[part]:
-                self._in_flight.append(self._pool.submit(self._signatures, texts[part], ids[part]))
+                self._in_flight.append(self._pool.submit(self._band_keys, texts[part], ids[part]))
         while len(self._in_flight) > IN_FLIGHT:
             self._store(self._in_flight.popleft().result())
 
-    def _signatures(self, texts: list[str], ids: list[int]):
-        sigs = shingle_signatures(texts)
-        return sigs, band_keys(sigs, self.cfg.threshold), np.array(ids, dtype=np.uint64)
+    def _band_keys(self, texts: list[str], ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        return band_keys(sketch(texts), self.cfg.threshold), np.array(ids, dtype=np.uint64)
 
-    def _store(self, result) -> None:
-        sigs, bands, ids = result
-        with self.path.open("ab") as f:
-            f.write(sigs.tobytes())
+    def _store(self, result: tuple[np.ndarray, np.ndarray]) -> None:
+        bands, ids = result
         self.bands.append(bands)
         self.ids.append(ids)
         self.count += len(ids)
 
+    def close(self) -> None:
+        self.finish()
+        self.spool.close()
+
     def finish(self) -> None:
-        """Wait for the signatures still being computed; stop the threads."""
+        """Wait for the band keys still being computed; stop the threads."""
         self._submit()
         while self._in_flight:
             self._store(self._in_flight.popleft().result())
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
-
-    def signatures(self) -> np.ndarray:
-        """All collected signatures, (count, 128), memory-mapped from the spool file."""
-        self.finish()
-        if not self.count:
-            return np.empty((0, NUM_PERM), np.uint32)
-        return np.memmap(self.path, dtype=np.uint32, mode="r", shape=(self.count, NUM_PERM))
 
     def all_ids(self) -> np.ndarray:
         self.finish()
@@ -340,6 +422,19 @@ class Dedup:
             self.bands = [np.concatenate(self.bands)]
         return self.bands[0] if self.bands else np.empty((0, lsh_params(self.cfg.threshold)[0]), np.uint32)
 
+    def texts(self, rows: np.ndarray) -> list[str]:
+        """The prepared near-duplicate texts of `rows` (sorted, unique collect indexes)."""
+        self.finish()
+        return self.spool.fetch(rows)
+
+    def signatures(self, rows: np.ndarray) -> np.ndarray:
+        """The MinHash signatures of `rows` (sorted, unique collect indexes), computed from the text spool."""
+        texts = self.texts(rows)
+        out = np.empty((len(rows), NUM_PERM), dtype=np.uint32)
+        for lo in range(0, len(rows), BATCH):  # batches small enough for the 3-gram arrays to stay in cache
+            out[lo : lo + BATCH] = signatures(texts[lo : lo + BATCH])
+        return out
+
     def decide(self) -> Decision:
         ids = self.all_ids()
         n = self.count
@@ -351,10 +446,15 @@ class Dedup:
             verdict[first] = KEEP
         if self.cfg.near and n:
             rows = np.flatnonzero(verdict == KEEP)
-            i, j = candidate_pairs(self.all_bands()[rows])
-            i, j = rows[i], rows[j]
-            keep = confirmed(i, j, self.signatures(), self.cfg.threshold)
-            label = clusters(n, i[keep], j[keep])
+            bands = self.all_bands()
+            i, j = candidate_pairs(bands[rows])
+            keep = band_votes(bands, rows[i], rows[j]) >= sure_votes(self.cfg.threshold)
+            doubt = np.flatnonzero(~keep)  # the other pairs are confirmed by their signatures
+            involved = np.unique(np.concatenate([i[doubt], j[doubt]]))  # positions in `rows`
+            sigs = self.signatures(rows[involved])
+            at_i, at_j = np.searchsorted(involved, i[doubt]), np.searchsorted(involved, j[doubt])
+            keep[doubt] = confirmed(at_i, at_j, sigs, self.cfg.threshold)
+            label = clusters(n, rows[i[keep]], rows[j[keep]])
             verdict[(label != group) & (verdict == KEEP)] = NEAR
             group = label
         return Decision(verdict=verdict, group=group)

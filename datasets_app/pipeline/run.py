@@ -18,9 +18,9 @@ Rows come in input order, each followed by its augmented copies, then the replay
 the same input and recipe give the same rows in the same order. Every step's StepStats is complete on return.
 
 Memory: one batch of Example objects at a time, plus per row about 100 bytes of numpy arrays (exact id, LSH band
-keys, category code, replay flag, dedup verdict and cluster id, split code); signatures (512 bytes a row) are a
-memory-mapped file. Measured at a million chat rows: ~300 MB resident besides the mapped signatures, at 12k rows/s
-from JSON lines to the last built row on a 2-core box (the dedup step alone: 51k rows/s).
+keys, category code, replay flag, dedup verdict and cluster id, split code); near-duplicate texts are a
+memory-mapped file. Measured at a million chat rows: ~340 MB resident besides the mapped spool files, 10k rows/s
+from JSON lines to the last built row on a 2-core box (the dedup step: ~40-45k rows/s).
 """
 
 import gc
@@ -41,7 +41,7 @@ from datasets_app.pii import SensitiveWords
 from datasets_app.pipeline.augment import KINDS, Augmenter, Translate
 from datasets_app.pipeline.filters import Filter
 from datasets_app.pipeline.integrity import Integrity
-from datasets_app.pipeline.leakage import LeakReport, NearIndex, ids_and_signatures
+from datasets_app.pipeline.leakage import LeakReport, NearIndex, ids_and_texts
 from datasets_app.pipeline.near import EXACT, KEEP, NEAR, REASONS, Decision, Dedup, keyed_texts
 from datasets_app.pipeline.normalise import Normalise
 from datasets_app.pipeline.recipe import Recipe
@@ -197,7 +197,7 @@ class _Build:
         self.pinned: list[Example] = []
 
     def close(self) -> None:
-        self.dedup.finish()
+        self.dedup.close()
         self.rows.close()
 
     def _timed(self, name: str, step, batch: list[Example]) -> list[Example]:
@@ -314,13 +314,16 @@ class _Build:
         return split_code
 
     def _leaking(self, rows: np.ndarray, pinned: list[Example]) -> np.ndarray:
-        index = NearIndex(*ids_and_signatures(pinned), self.recipe.steps.dedup.threshold)
-        ids, sigs, bands = self.dedup.all_ids(), self.dedup.signatures(), self.dedup.all_bands()
+        index = NearIndex(*ids_and_texts(pinned), self.recipe.steps.dedup.threshold)
         out = np.zeros(len(rows), dtype=bool)
         for lo in range(0, len(rows), CHUNK):
-            part = rows[lo : lo + CHUNK]
-            out[lo : lo + CHUNK] = index.match(ids[part], sigs[part], bands[part])[0] > 0
+            out[lo : lo + CHUNK] = self._match(index, rows[lo : lo + CHUNK])[0] > 0
         return out
+
+    def _match(self, index: NearIndex, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`index.match` for spooled rows (sorted indexes); signatures are computed for candidates only."""
+        ids, bands = self.dedup.all_ids(), self.dedup.all_bands()
+        return index.match(ids[rows], bands[rows], lambda positions: self.dedup.signatures(rows[positions]))
 
     def augment(
         self, decision: Decision, split_code: np.ndarray, backtranslate
@@ -368,18 +371,16 @@ class _Build:
     def leakage(self, split_code: np.ndarray, pinned: list[Example]) -> dict:
         self.report(0.95, "measuring leakage of test into train and validation")
         threshold = self.recipe.steps.dedup.threshold
-        ids, sigs, bands = self.dedup.all_ids(), self.dedup.signatures(), self.dedup.all_bands()
         test = np.flatnonzero(split_code == TEST)
-        index = (
-            NearIndex(*ids_and_signatures(pinned), threshold)
-            if pinned
-            else NearIndex(ids[test], sigs[test], threshold)
-        )
+        if pinned:
+            index = NearIndex(*ids_and_texts(pinned), threshold)
+        else:
+            index = NearIndex(self.dedup.all_ids()[test], self.dedup.texts(test), threshold)
         report = LeakReport(index)
         train_like = np.flatnonzero((split_code == TRAIN) | (split_code == VALIDATION))
         for lo in range(0, len(train_like), CHUNK):
             part = train_like[lo : lo + CHUNK]
-            report.add(ids[part], sigs[part], _LazyRefs(self.rows, part), bands[part])
+            report.add(*self._match(index, part), _LazyRefs(self.rows, part))
         return report.as_dict([e.ref for e in pinned] if pinned else _LazyRefs(self.rows, test))
 
 

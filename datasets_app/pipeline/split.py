@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from datasets_app.pipeline.leakage import NearIndex, ids_and_signatures
+from datasets_app.pipeline.leakage import NearIndex, ids_and_texts
 from datasets_app.pipeline.recipe import SplitStep
 from datasets_app.pipeline.types import SPLITS, BuildError, Example, StepStats
 
@@ -143,8 +143,8 @@ class Split:
         return out
 
     def _drop_leaks(self, rows: list[Example], pinned_test: list[Example], stats: StepStats) -> list[Example]:
-        index = NearIndex(*ids_and_signatures(pinned_test), self.threshold)
-        kind, _ = index.match(*ids_and_signatures(rows))
+        index = NearIndex(*ids_and_texts(pinned_test), self.threshold)
+        kind, _ = index.match_texts(*ids_and_texts(rows))
         for example in (e for e, k in zip(rows, kind.tolist(), strict=True) if k):
             stats.drop(example, "leaks_pinned_test")
         stats.notes.append(f"test split: {len(pinned_test)} rows pinned from an earlier version")
