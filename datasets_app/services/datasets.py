@@ -178,11 +178,35 @@ def _reference_problems(dataset: Dataset, recipe: dict) -> dict[str, list[str]]:
             reason = _version_problem(version_id, dataset, same_dataset=same_dataset, general=general)
             if reason:
                 problems[key] = [reason]
+    tokenizer = recipe["steps"]["filter"]["tokenizer"]
+    if tokenizer:
+        reason = _tokenizer_problem(tokenizer)
+        if reason:
+            problems["steps.filter.tokenizer"] = [reason]
+    pinned = split["pinned_test_version"]
+    pinned_ok = pinned is not None and "steps.split.pinned_test_version" not in problems
+    if pinned_ok and not DatasetVersion.objects.get(pk=pinned).counts.get("test"):
+        problems["steps.split.pinned_test_version"] = [f"version {pinned} has no test rows to pin"]
     if not problems and not sources["files"]:  # file rows are only counted by the build itself
         too_small = _split_too_small(recipe)
         if too_small:
             problems["steps.split"] = [too_small]
     return problems
+
+
+def tokenizer_roots() -> list[Path]:
+    """Where a recipe may point for a tokenizer: model folders the portal itself stores, never any server path."""
+    return [Path(settings.ARTIFACT_ROOT).resolve(), (Path(settings.VAR_DIR) / "models").resolve()]
+
+
+def _tokenizer_problem(path: str) -> str:
+    folder = Path(path).resolve()
+    roots = tokenizer_roots()
+    if not any(folder.is_relative_to(root) for root in roots):
+        return f"a tokenizer folder must lie under {' or '.join(str(r) for r in roots)}"
+    if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()):
+        return f"{path} holds no tokenizer (tokenizer.json or tokenizer_config.json)"
+    return ""
 
 
 def _split_too_small(recipe: dict) -> str:

@@ -150,6 +150,21 @@ def test_a_split_too_small_for_the_cases_is_refused_before_building(world, datas
     assert not DatasetVersion.objects.exists()
 
 
+def test_a_tokenizer_outside_the_model_folders_or_an_empty_pinned_test_is_refused(world, dataset, tmp_path):
+    for i in range(20):
+        approved_case(i)
+    with pytest.raises(ValidationError) as refused:
+        new_version(world, dataset, recipe(filter={"tokenizer": "/etc"}))
+    assert "must lie under" in refused.value.message_dict["steps.filter.tokenizer"][0]
+    no_test = build_inline(
+        new_version(world, dataset, recipe(split={"train": 0.9, "validation": 0.1, "test": 0}))
+    )
+    assert no_test.status == VersionStatus.READY, no_test.error
+    with pytest.raises(ValidationError) as refused:
+        new_version(world, dataset, recipe(split={"pinned_test_version": no_test.pk}))
+    assert "no test rows" in refused.value.message_dict["steps.split.pinned_test_version"][0]
+
+
 def test_general_data_is_replayed_at_the_chosen_ratio_into_train_only(world, dataset):
     general = dataset_create(
         user=world.users["Data Scientist"], name="general chat", task_type="chat", is_general=True
