@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from datasets_app.pipeline.normalise import all_texts, answer_text
 from datasets_app.pipeline.recipe import FilterStep
 from datasets_app.pipeline.tokens import TokenCounter
-from datasets_app.pipeline.types import Example, StepStats
+from datasets_app.pipeline.types import Example, StepStats, keep_unless
 
 BOILERPLATE = (
     "as an ai language model",
@@ -59,14 +59,7 @@ class Filter:
         self.languages = set(cfg.languages)
 
     def __call__(self, examples: Iterable[Example], stats: StepStats) -> Iterator[Example]:
-        for example in examples:
-            stats.rows_in += 1
-            reason = self.reason(example)
-            if reason:
-                stats.drop(example, reason)
-                continue
-            stats.rows_out += 1
-            yield example
+        return keep_unless(examples, stats, self.reason)
 
     def reason(self, example: Example) -> str:
         """The reason to drop `example`, or "" to keep it."""

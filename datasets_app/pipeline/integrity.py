@@ -19,7 +19,7 @@ import orjson
 
 from datasets_app.pipeline.normalise import answer_text
 from datasets_app.pipeline.recipe import IntegrityStep
-from datasets_app.pipeline.types import Example, StepStats
+from datasets_app.pipeline.types import Example, StepStats, keep_unless
 
 
 class Integrity:
@@ -30,14 +30,7 @@ class Integrity:
         self.json_output = cfg.json_output
 
     def __call__(self, examples: Iterable[Example], stats: StepStats) -> Iterator[Example]:
-        for example in examples:
-            stats.rows_in += 1
-            reason = self.reason(example)
-            if reason:
-                stats.drop(example, reason)
-                continue
-            stats.rows_out += 1
-            yield example
+        return keep_unless(examples, stats, self.reason)
 
     def reason(self, example: Example) -> str:
         f = example.fields

@@ -8,6 +8,7 @@ Task types and their normalised `fields`:
 """
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 TASK_TYPES = ("chat", "instruction", "classification", "preference")
@@ -21,12 +22,16 @@ class Example:
     fields: dict  # see the module docstring
     origin: str  # "case" | "file" | "version" | "replay"
     ref: dict  # where it came from: {"case": 12} | {"file": "a.jsonl", "line": 3} | {"version": 4, "example": 99}
-    category: str = ""  # stratification key: the label (classification) or the first tag / category ("" if none)
+    category: str = (
+        ""  # stratification key: the label (classification) or the first tag / category ("" if none)
+    )
     augmented: str = ""  # "" for an original; "synonyms" | "noise" | "backtranslation" for a made-up row
     group: int = -1  # the group that must not straddle splits (near-duplicate cluster / augmentation source)
     tokens: int = 0  # token count of all the text of `fields`
     split: str = ""  # one of SPLITS once the split step ran
-    key: str = ""  # sha256 hex of the canonical normalised fields (exact-duplicate key, set by the dedup step)
+    key: str = (
+        ""  # sha256 hex of the canonical normalised fields (exact-duplicate key, set by the dedup step)
+    )
 
 
 @dataclass
@@ -37,8 +42,12 @@ class StepStats:
     rows_in: int = 0
     rows_out: int = 0
     dropped: Counter = field(default_factory=Counter)  # reason -> count
-    examples: dict = field(default_factory=dict)  # reason -> [{"ref": ..., "fields": ...}] (≤ DROPPED_EXAMPLES_KEPT)
-    notes: list = field(default_factory=list)  # e.g. "masked 12 sensitive words", "augmented 40 rows by noise"
+    examples: dict = field(
+        default_factory=dict
+    )  # reason -> [{"ref": ..., "fields": ...}] (≤ DROPPED_EXAMPLES_KEPT)
+    notes: list = field(
+        default_factory=list
+    )  # e.g. "masked 12 sensitive words", "augmented 40 rows by noise"
     seconds: float = 0.0
 
     def drop(self, example: Example, reason: str) -> None:
@@ -51,6 +60,20 @@ class StepStats:
         return {"name": self.name, "rows_in": self.rows_in, "rows_out": self.rows_out,
                 "dropped": dict(self.dropped), "examples": self.examples, "notes": self.notes,
                 "seconds": round(self.seconds, 3)}  # fmt: skip
+
+
+def keep_unless(
+    examples: Iterable[Example], stats: StepStats, reason: Callable[[Example], str]
+) -> Iterator[Example]:
+    """The shape of a filtering step: count every row in, drop it when `reason(example)` names why, else pass it."""
+    for example in examples:
+        stats.rows_in += 1
+        why = reason(example)
+        if why:
+            stats.drop(example, why)
+            continue
+        stats.rows_out += 1
+        yield example
 
 
 class BuildError(Exception):
