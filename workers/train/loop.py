@@ -332,8 +332,6 @@ def _train(config: TrainConfig, report: Report, resume: bool, dist: ddp.Dist, de
             save_checkpoint()
 
     # ---- cleanup: choose the weights, write the outputs ---------------------------------------------------
-    if selector:
-        selector.remove()
     weights = "swa" if swa else ("best" if val_data is not None and state.best_step is not None else "last")
     if swa:
         swa.copy_to_model()
@@ -342,6 +340,8 @@ def _train(config: TrainConfig, report: Report, resume: bool, dist: ddp.Dist, de
     elif weights == "best" and dist.main and state.best_step != state.step:
         load_best(out, model)
         state.last_val_loss, state.last_val_accuracy = state.best_val_loss, state.best_val_accuracy
+    if selector:
+        selector.remove()
     adapter_path = model_path = None
     if dist.main:
         adapter_path, model_path = write_model_outputs(model, tokenizer, config, out, device)
