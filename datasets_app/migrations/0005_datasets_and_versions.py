@@ -7,132 +7,290 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('datasets_app', '0004_tag_link_index'),
+        ("datasets_app", "0004_tag_link_index"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('product', models.CharField(blank=True, max_length=100)),
-                ('task_type', models.CharField(choices=[('chat', 'chat SFT (messages)'), ('instruction', 'instruction (Alpaca: instruction, input, output)'), ('classification', 'classification (text, label)'), ('preference', 'preference pairs (prompt, chosen, rejected)')], max_length=16)),
-                ('description', models.TextField(blank=True)),
-                ('is_general', models.BooleanField(default=False, help_text='General-purpose data: its versions can be replayed into other builds.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("product", models.CharField(blank=True, max_length=100)),
+                (
+                    "task_type",
+                    models.CharField(
+                        choices=[
+                            ("chat", "chat SFT (messages)"),
+                            ("instruction", "instruction (Alpaca: instruction, input, output)"),
+                            ("classification", "classification (text, label)"),
+                            ("preference", "preference pairs (prompt, chosen, rejected)"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("description", models.TextField(blank=True)),
+                (
+                    "is_general",
+                    models.BooleanField(
+                        default=False,
+                        help_text="General-purpose data: its versions can be replayed into other builds.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='DatasetVersion',
+            name="DatasetVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('recipe', models.JSONField()),
-                ('status', models.CharField(choices=[('building', 'Building'), ('ready', 'Ready'), ('failed', 'Failed')], default='building', max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('content_sha256', models.CharField(blank=True, max_length=64)),
-                ('counts', models.JSONField(blank=True, default=dict, help_text='Rows per split.')),
-                ('steps', models.JSONField(blank=True, default=list, help_text='Per step: rows in/out, drops by reason.')),
-                ('leakage', models.JSONField(blank=True, default=dict)),
-                ('card', models.JSONField(blank=True, default=dict, help_text='Distributions and histograms for the data card.')),
-                ('exports', models.JSONField(blank=True, default=dict, help_text='format -> {path, sha256, bytes}')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('built_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='versions', to='datasets_app.dataset')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='datasets_app.datasetversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                ("recipe", models.JSONField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("building", "Building"), ("ready", "Ready"), ("failed", "Failed")],
+                        default="building",
+                        max_length=10,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("content_sha256", models.CharField(blank=True, max_length=64)),
+                ("counts", models.JSONField(blank=True, default=dict, help_text="Rows per split.")),
+                (
+                    "steps",
+                    models.JSONField(
+                        blank=True, default=list, help_text="Per step: rows in/out, drops by reason."
+                    ),
+                ),
+                ("leakage", models.JSONField(blank=True, default=dict)),
+                (
+                    "card",
+                    models.JSONField(
+                        blank=True, default=dict, help_text="Distributions and histograms for the data card."
+                    ),
+                ),
+                (
+                    "exports",
+                    models.JSONField(blank=True, default=dict, help_text="format -> {path, sha256, bytes}"),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("built_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="versions",
+                        to="datasets_app.dataset",
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="children",
+                        to="datasets_app.datasetversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset', '-number'],
+                "ordering": ["dataset", "-number"],
             },
         ),
         migrations.CreateModel(
-            name='DatasetExample',
+            name="DatasetExample",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(help_text='Order within the version (exports follow it).')),
-                ('split', models.CharField(max_length=10)),
-                ('fields', models.JSONField()),
-                ('tokens', models.PositiveIntegerField(default=0)),
-                ('origin', models.CharField(max_length=10)),
-                ('ref', models.JSONField(default=dict, help_text='{"case": 12} | {"file": "a.jsonl", "line": 3} | …')),
-                ('augmented', models.CharField(blank=True, max_length=16)),
-                ('group', models.BigIntegerField(default=-1)),
-                ('category', models.CharField(blank=True, max_length=100)),
-                ('key', models.CharField(help_text='sha256 of the normalised content.', max_length=64)),
-                ('case', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, to='datasets_app.errorcase')),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='examples', to='datasets_app.datasetversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "position",
+                    models.PositiveIntegerField(help_text="Order within the version (exports follow it)."),
+                ),
+                ("split", models.CharField(max_length=10)),
+                ("fields", models.JSONField()),
+                ("tokens", models.PositiveIntegerField(default=0)),
+                ("origin", models.CharField(max_length=10)),
+                (
+                    "ref",
+                    models.JSONField(
+                        default=dict, help_text='{"case": 12} | {"file": "a.jsonl", "line": 3} | …'
+                    ),
+                ),
+                ("augmented", models.CharField(blank=True, max_length=16)),
+                ("group", models.BigIntegerField(default=-1)),
+                ("category", models.CharField(blank=True, max_length=100)),
+                ("key", models.CharField(help_text="sha256 of the normalised content.", max_length=64)),
+                (
+                    "case",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        to="datasets_app.errorcase",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="examples",
+                        to="datasets_app.datasetversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['version', 'position'],
+                "ordering": ["version", "position"],
             },
         ),
         migrations.CreateModel(
-            name='DatasetBuild',
+            name="DatasetBuild",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('queued_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('worker_hostname', models.CharField(blank=True, max_length=255)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('progress', models.FloatField(default=0.0)),
-                ('progress_message', models.CharField(blank=True, max_length=255)),
-                ('error', models.TextField(blank=True)),
-                ('celery_task_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('log', models.JSONField(blank=True, default=list, help_text='[{at, step, message}]')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('version', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='build', to='datasets_app.datasetversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("queued_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("worker_hostname", models.CharField(blank=True, max_length=255)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("progress", models.FloatField(default=0.0)),
+                ("progress_message", models.CharField(blank=True, max_length=255)),
+                ("error", models.TextField(blank=True)),
+                ("celery_task_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("log", models.JSONField(blank=True, default=list, help_text="[{at, step, message}]")),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "version",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="build",
+                        to="datasets_app.datasetversion",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'dataset build',
-                'ordering': ['-created_at', '-id'],
-                'abstract': False,
+                "verbose_name": "dataset build",
+                "ordering": ["-created_at", "-id"],
+                "abstract": False,
             },
         ),
         migrations.CreateModel(
-            name='SourceFile',
+            name="SourceFile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='The uploaded name, for people; never used as a path.', max_length=255)),
-                ('path', models.CharField(max_length=500)),
-                ('file_format', models.CharField(max_length=12)),
-                ('sha256', models.CharField(max_length=64)),
-                ('size_bytes', models.BigIntegerField()),
-                ('uploaded_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='files', to='datasets_app.dataset')),
-                ('uploaded_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="The uploaded name, for people; never used as a path.", max_length=255
+                    ),
+                ),
+                ("path", models.CharField(max_length=500)),
+                ("file_format", models.CharField(max_length=12)),
+                ("sha256", models.CharField(max_length=64)),
+                ("size_bytes", models.BigIntegerField()),
+                ("uploaded_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="files",
+                        to="datasets_app.dataset",
+                    ),
+                ),
+                (
+                    "uploaded_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-uploaded_at', '-id'],
+                "ordering": ["-uploaded_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='datasetversion',
-            constraint=models.UniqueConstraint(fields=('dataset', 'number'), name='dataset_version_number'),
+            model_name="datasetversion",
+            constraint=models.UniqueConstraint(fields=("dataset", "number"), name="dataset_version_number"),
         ),
         migrations.AddIndex(
-            model_name='datasetexample',
-            index=models.Index(fields=['version', 'split', 'position'], name='example_version_split'),
+            model_name="datasetexample",
+            index=models.Index(fields=["version", "split", "position"], name="example_version_split"),
         ),
         migrations.AddIndex(
-            model_name='datasetexample',
-            index=models.Index(fields=['version', 'key'], name='example_version_key'),
+            model_name="datasetexample",
+            index=models.Index(fields=["version", "key"], name="example_version_key"),
         ),
         migrations.AddIndex(
-            model_name='datasetexample',
-            index=models.Index(fields=['case'], name='example_case'),
+            model_name="datasetexample",
+            index=models.Index(fields=["case"], name="example_case"),
         ),
     ]
