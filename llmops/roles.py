@@ -34,6 +34,9 @@ MATRIX: dict[str, frozenset[str]] = {
     # dataset versions: everyone reads data cards; data scientists (and admins) create datasets and build versions
     "datasets.view": EVERYONE,
     "datasets.build": frozenset({DATA_SCIENTIST, ADMIN}),
+    # fine-tunes: everyone watches runs; data scientists (and admins) submit them
+    "training.view": EVERYONE,
+    "training.submit": frozenset({DATA_SCIENTIST, ADMIN}),
 }
 
 # What each role is for, shown on the home page.

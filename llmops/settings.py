@@ -188,6 +188,9 @@ IMPORT_INLINE_MAX_BYTES = env_int(
 IMPORT_MAX_LINE_BYTES = env_int("IMPORT_MAX_LINE_BYTES", 1024 * 1024)
 PII_SCRUB_DEFAULT = env_bool("PII_SCRUB_DEFAULT", True)
 NEAR_DUP_THRESHOLD = env_float("NEAR_DUP_THRESHOLD", 0.8)
+# fine-tune metric points are buffered and written with one INSERT every N points or T seconds
+TRAINING_METRIC_BATCH_SIZE = env_int("TRAINING_METRIC_BATCH_SIZE", 500)
+TRAINING_METRIC_FLUSH_SECONDS = env_float("TRAINING_METRIC_FLUSH_SECONDS", 5.0)
 
 # --- security (production mode) -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

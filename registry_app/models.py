@@ -1,1 +1,68 @@
-"""Model registry, promotion and serving: RegisteredModel, ModelVersion, PromotionRequest, GatePolicy, Deployment."""
+"""Model registry: RegisteredModel and its immutable ModelVersions (base uploads, fine-tunes, compressions).
+
+A version is a folder under ARTIFACT_ROOT (Hugging Face format, safetensors only) with the sha256 of its manifest
+and its lineage: which base, which dataset version, which job and which settings produced it. Later issues add
+aliases, stages, promotion and serving on top.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ModelTask(models.TextChoices):
+    CAUSAL_LM = "causal_lm", "causal language model"
+    CLASSIFICATION = "classification", "sequence classification"
+
+
+class VersionSource(models.TextChoices):
+    BASE = "base"
+    FINE_TUNE = "fine_tune"
+    COMPRESSION = "compression"
+
+
+class VersionFormat(models.TextChoices):
+    HF = "hf", "Hugging Face model folder"
+    PEFT_ADAPTER = "peft_adapter", "PEFT adapter (needs its base)"
+
+
+class RegisteredModel(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    task = models.CharField(max_length=16, choices=ModelTask.choices)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    source = models.CharField(max_length=12, choices=VersionSource.choices)
+    artifact_uri = models.CharField(max_length=500, help_text="The folder holding the model or adapter.")
+    format = models.CharField(max_length=12, choices=VersionFormat.choices, default=VersionFormat.HF)
+    base = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="derived",
+        help_text="The version an adapter applies to (or the model a fine-tune started from).",
+    )  # fmt: skip
+    sha256 = models.CharField(
+        max_length=64, help_text="sha256 of the folder's sorted manifest of file hashes."
+    )
+    size_bytes = models.BigIntegerField(default=0)
+    lineage = models.JSONField(
+        default=dict, blank=True, help_text="{base_version, dataset_version, job, config}"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "-number"]
+        constraints = [models.UniqueConstraint(fields=["model", "number"], name="model_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"

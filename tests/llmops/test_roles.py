@@ -10,6 +10,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from datasets_app.models import Dataset, DatasetVersion, ErrorCase, ImportJob
 from llmops.models import DiagnosticJob
 from llmops.roles import MATRIX, ROLES, required_permission_for
+from registry_app.models import ModelVersion, RegisteredModel
+from training_app.models import FineTuneJob
 
 # URL names whose kwargs must come from the fixture world: name -> factory(world) -> kwargs.
 URL_KWARGS = {
@@ -62,6 +64,8 @@ URL_KWARGS = {
         )
     },
     "datasets:download": lambda w: {"pk": w["version"].pk, "fmt": "jsonl", "split": "train"},
+    "training:job-metrics": lambda w: {"pk": w["fine_tune"].pk},
+    "api-fine-tune": lambda w: {"pk": w["fine_tune"].pk},
 }
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
@@ -119,7 +123,17 @@ def guarded_world(world):
         ),
         "import": ImportJob.objects.create(filename="x.jsonl", status="succeeded"),
         "dataset": (dataset := Dataset.objects.create(name="intents", task_type="classification")),
-        "version": DatasetVersion.objects.create(dataset=dataset, number=1, recipe={}, status="ready"),
+        "version": (
+            version := DatasetVersion.objects.create(dataset=dataset, number=1, recipe={}, status="ready")
+        ),
+        "fine_tune": FineTuneJob.objects.create(
+            base=ModelVersion.objects.create(
+                model=RegisteredModel.objects.create(name="tiny", task="causal_lm"), number=1, source="base"
+            ),
+            dataset_version=version,
+            method="lora",
+            config={},
+        ),
     }
 
 

@@ -1,0 +1,23 @@
+"""Charts get at most 2k points per line, and the downsampled line keeps the first and last points and the spikes."""
+
+import numpy as np
+
+from training_app.downsample import lttb
+
+
+def test_a_million_points_shrink_to_2000_keeping_the_ends_and_the_spikes():
+    rng = np.random.default_rng(0)
+    x = np.arange(1_000_000)
+    y = 2.0 * np.exp(-x / 300_000) + rng.normal(0, 0.01, x.size)
+    y[123_457] = 9.0  # a loss spike
+    y[876_543] = -3.0  # a dip
+    x2, y2 = lttb(x, y, 2000)
+    assert len(x2) == len(y2) == 2000
+    assert (x2[0], x2[-1]) == (0, 999_999)
+    assert np.all(np.diff(x2) > 0)
+    assert y2.max() == 9.0 and y2.min() == -3.0
+
+
+def test_short_series_come_back_unchanged():
+    x2, y2 = lttb([1, 2, 3], [0.5, 0.4, 0.3], 2000)
+    assert list(x2) == [1, 2, 3] and list(y2) == [0.5, 0.4, 0.3]

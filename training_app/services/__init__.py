@@ -1,0 +1,6 @@
+"""Fine-tune services: submit (validate and queue) in submit.py, run (on the gpu worker) in run.py."""
+
+from training_app.services.run import fine_tune_run
+from training_app.services.submit import fine_tune_config, fine_tune_submit
+
+__all__ = ["fine_tune_config", "fine_tune_run", "fine_tune_submit"]

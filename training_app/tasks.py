@@ -1,0 +1,12 @@
+"""Thin tasks of training: an id in, one service call."""
+
+from celery import shared_task
+
+from llmops.tasks import JOB_TASK_OPTIONS
+
+
+@shared_task(name="training.fine_tune", **JOB_TASK_OPTIONS)
+def fine_tune(self, job_id: int) -> str:
+    from training_app.services.run import fine_tune_run
+
+    return fine_tune_run(job_id=job_id, task_id=self.request.id, hostname=self.request.hostname).status
