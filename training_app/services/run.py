@@ -57,7 +57,8 @@ def _fine_tune(job: FineTuneJob, report: Reporter) -> str:
         message = f"step {step}/{total}" if total else f"step {step}"
         if metrics.get("train_loss") is not None:
             message += f", loss {metrics['train_loss']:.4f}"
-        return report(step=step, progress=metrics.get("progress"), message=message, **metrics)
+        progress = metrics.pop("progress", None)
+        return report(step=step, progress=progress, message=message, **metrics)
 
     resume = job.attempts > 1 and (Path(config.output_dir) / "checkpoints").is_dir()
     try:

@@ -1,0 +1,180 @@
+"""Fine-tuning as a data scientist meets it: a submit that cannot run is refused with every reason at once; a LoRA
+run of the tiny model on a tiny dataset version ends succeeded with its loss curve recorded and its adapter
+registered as a new model version that loads with peft; on a real gpu worker the curve shows in the chart JSON."""
+
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from datasets_app.models import DatasetVersion, VersionStatus
+from datasets_app.services.build import build_run
+from datasets_app.services.datasets import dataset_create, version_create
+from registry_app.models import ModelVersion
+from registry_app.services import base_model_register
+from tests.conftest import wait_until
+from tests.datasets_app.test_build import approved_case, recipe
+from training_app.models import FineTuneJob, MetricPoint
+from training_app.services import fine_tune_run, fine_tune_submit
+from workers.tiny import build_tiny_model
+
+FAST = {"max_steps": 4, "batch_size": 4, "lora_r": 4, "max_seq_len": 128, "eval_every": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(autouse=True)
+def artifacts(settings, tmp_path) -> Path:
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.JOB_HEARTBEAT_SECONDS = 600
+    return settings.ARTIFACT_ROOT
+
+
+@pytest.fixture
+def scientist(world):
+    return world.users["Data Scientist"]
+
+
+@pytest.fixture
+def base(scientist, tiny_dir) -> ModelVersion:
+    return base_model_register(user=scientist, name="tiny", path=tiny_dir, task="causal_lm")
+
+
+def ready_version(scientist, cases: int = 20) -> DatasetVersion:
+    for i in range(cases):
+        approved_case(i)
+    dataset = dataset_create(user=scientist, name="support answers", task_type="chat")
+    version = version_create(user=scientist, dataset=dataset, recipe=recipe())
+    job = version.build
+    build_run(job_id=job.pk, task_id=job.celery_task_id, hostname="test")
+    version.refresh_from_db()
+    assert version.status == VersionStatus.READY, version.error
+    return version
+
+
+def test_a_version_that_is_not_ready_or_has_no_train_rows_is_refused(scientist, base):
+    version = ready_version(scientist)
+    building = DatasetVersion.objects.create(dataset=version.dataset, number=9, recipe={}, status="building")
+    with pytest.raises(ValidationError) as refused:
+        fine_tune_submit(
+            user=scientist, base=base, dataset_version=building, method="lora", hyperparameters={}
+        )
+    assert "not ready" in " ".join(refused.value.message_dict["dataset_version"])
+    DatasetVersion.objects.filter(pk=version.pk).update(counts={"train": 0, "validation": 2, "test": 2})
+    version.refresh_from_db()
+    with pytest.raises(ValidationError) as refused:
+        fine_tune_submit(
+            user=scientist, base=base, dataset_version=version, method="lora", hyperparameters={}
+        )
+    assert "no train rows" in " ".join(refused.value.message_dict["dataset_version"])
+    assert not FineTuneJob.objects.exists()
+
+
+def test_invalid_hyperparameters_are_all_listed_at_once_through_the_api(world, scientist, base):
+    version = ready_version(scientist)
+    body = {
+        "base": base.pk,
+        "dataset_version": version.pk,
+        "method": "lora",
+        "gpus": 1,
+        "hyperparameters": {"lr": -1, "lora_r": 0, "batch_size": "big", "warmup_ratio": 2, "colour": "red"},
+    }
+    response = world.api("Data Scientist").post(reverse("api-fine-tunes"), body, format="json")
+    assert response.status_code == 400, response.data
+    fields = response.data["error"]["fields"]
+    assert {"batch_size", "colour"} <= set(fields)  # type and unknown-key problems, reported together
+    body["hyperparameters"] = {"lr": -1, "lora_r": 0, "warmup_ratio": 2, "output_dir": "/etc"}
+    fields = (
+        world.api("Data Scientist")
+        .post(reverse("api-fine-tunes"), body, format="json")
+        .data["error"]["fields"]
+    )
+    assert {"lr", "lora_r", "warmup_ratio", "output_dir"} <= set(fields)
+    assert world.api("PM").post(reverse("api-fine-tunes"), body, format="json").status_code == 403
+    assert not FineTuneJob.objects.exists()
+
+
+def test_a_lora_fine_tune_of_the_tiny_model_succeeds_records_its_loss_and_registers_a_loadable_adapter(
+    world, scientist, base, tiny_dir
+):
+    version = ready_version(scientist)
+    job = fine_tune_submit(
+        user=scientist, base=base, dataset_version=version, method="lora", hyperparameters=FAST
+    )
+    assert job.status == "queued" and job.QUEUE == "gpu" and job.config["train_file"].endswith("train.jsonl")
+    outcome = fine_tune_run(job_id=job.pk, task_id=job.celery_task_id, hostname="test")
+    job.refresh_from_db()
+    assert outcome.status == "succeeded" and job.status == "succeeded", job.error
+    steps = list(MetricPoint.objects.filter(job=job, name="train_loss").values_list("step", flat=True))
+    assert steps and max(steps) == 4
+    assert MetricPoint.objects.filter(job=job, name="val_loss").exists()
+    assert job.tokens_seen > 0 and job.progress == 1.0
+    adapter = job.result_version
+    assert (adapter.source, adapter.format, adapter.base_id, adapter.number) == (
+        "fine_tune",
+        "peft_adapter",
+        base.pk,
+        2,
+    )
+    assert adapter.lineage["dataset_version"] == version.pk and adapter.lineage["job"] == job.pk
+    assert adapter.lineage["config"]["max_steps"] == 4 and len(adapter.sha256) == 64
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), adapter.artifact_uri)
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+
+    api = world.api("PM").get(reverse("api-fine-tune", kwargs={"pk": job.pk})).data
+    assert api["status"] == "succeeded" and api["result_version"] == adapter.pk
+    assert api["metrics"]["train_loss"]["last_step"] == 4
+
+
+def test_an_engine_error_fails_the_job_with_its_message(scientist, base, tiny_dir):
+    version = ready_version(scientist)
+    job = fine_tune_submit(user=scientist, base=base, dataset_version=version, method="lora",
+                           hyperparameters={**FAST, "target_modules": ["no_such_proj"]})  # fmt: skip
+    fine_tune_run(job_id=job.pk, task_id=job.celery_task_id, hostname="test")
+    job.refresh_from_db()
+    assert job.status == "failed" and "no_such_proj" in job.error and "Traceback" not in job.error
+    assert job.result_version is None
+
+
+def test_the_chart_json_keeps_at_most_2000_points_per_series(world, scientist, base):
+    version = ready_version(scientist, cases=12)
+    job = FineTuneJob.objects.create(base=base, dataset_version=version, method="lora", config={})
+    MetricPoint.objects.bulk_create(
+        MetricPoint(job=job, step=s, name="train_loss", value=1 / (s + 1)) for s in range(5000)
+    )
+    url = reverse("training:job-metrics", kwargs={"pk": job.pk})
+    data = world.client("PM").get(url, {"names": "train_loss,val_loss", "max_points": 100000}).json()
+    line = data["series"]["train_loss"]
+    assert len(line["x"]) == len(line["y"]) == 2000 and line["x"][0] == 0 and line["x"][-1] == 4999
+    assert data["series"]["val_loss"] == {"x": [], "y": []} and data["status"] == "queued"
+
+
+@pytest.mark.worker
+def test_a_fine_tune_runs_on_a_real_gpu_queue_worker_and_its_curve_shows_in_the_chart(
+    world, scientist, base, start_worker, settings
+):
+    version = ready_version(scientist)
+    start_worker(queues="gpu", ARTIFACT_ROOT=str(settings.ARTIFACT_ROOT), TRAINING_METRIC_FLUSH_SECONDS="0")
+    job = fine_tune_submit(
+        user=scientist, base=base, dataset_version=version, method="lora", hyperparameters=FAST
+    )
+
+    def finished():
+        job.refresh_from_db()
+        return job.is_terminal
+
+    wait_until(finished, timeout=120, interval=0.2, what="the fine-tune to finish on the worker")
+    assert job.status == "succeeded", job.error
+    assert job.worker_hostname.startswith("test-") and job.result_version_id
+    url = reverse("training:job-metrics", kwargs={"pk": job.pk})
+    data = world.client("Architect").get(url, {"names": "train_loss"}).json()
+    assert data["status"] == "succeeded" and data["progress"] == 1.0
+    assert data["series"]["train_loss"]["x"][-1] == 4
