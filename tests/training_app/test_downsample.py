@@ -1,7 +1,12 @@
-"""Charts get at most 2k points per line, and the downsampled line keeps the first and last points and the spikes."""
+"""Charts get at most 2k points per line, and the downsampled line keeps the first and last points and the spikes;
+the web process checks a training config without loading the ML engine."""
+
+import subprocess
+import sys
 
 import numpy as np
 
+from tests.conftest import ROOT
 from training_app.downsample import lttb
 
 
@@ -21,3 +26,13 @@ def test_a_million_points_shrink_to_2000_keeping_the_ends_and_the_spikes():
 def test_short_series_come_back_unchanged():
     x2, y2 = lttb([1, 2, 3], [0.5, 0.4, 0.3], 2000)
     assert list(x2) == [1, 2, 3] and list(y2) == [0.5, 0.4, 0.3]
+
+
+def test_the_web_process_validates_a_train_config_without_importing_torch():
+    code = (
+        "import sys; from training_app.engine_config import train_config_module as m; "
+        "c = m().TrainConfig.from_dict({'base_model_path': 'a', 'output_dir': 'b', 'train_file': 'c', 'lr': -1}); "
+        "print(sorted(c.problems()), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "['lr'] False"

@@ -10,6 +10,7 @@ from django.db import transaction
 from datasets_app.models import DatasetVersion, VersionStatus
 from llmops.jobs import job_enqueue
 from registry_app.models import ModelVersion, VersionFormat
+from training_app.engine_config import train_config_module
 from training_app.models import FineTuneJob
 
 # dataset task type -> engine task
@@ -48,7 +49,8 @@ def fine_tune_config(
     output_dir: str,
 ) -> dict:
     """The engine's TrainConfig as JSON; ValidationError listing every problem (hyperparameters by name)."""
-    from workers.train.config import ConfigError, TrainConfig
+    engine = train_config_module()  # validation only: the web process never imports torch
+    ConfigError, TrainConfig = engine.ConfigError, engine.TrainConfig  # noqa: N806
 
     problems: dict[str, list[str]] = {}
     if not isinstance(hyperparameters, dict):
