@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from datasets_app.models import DatasetVersion
 from llmops.api_errors import error_body
+from llmops.jobs import IllegalTransition, job_cancel
 from registry_app.models import ModelVersion
 from training_app.models import FineTuneJob
 from training_app.selectors import metric_summary
@@ -60,3 +61,16 @@ class FineTuneDetailApi(APIView):
     )
     def get(self, request, pk: int):
         return Response(FineTuneOutput(get_object_or_404(FineTuneJob, pk=pk)).data)
+
+
+class FineTuneCancelApi(APIView):
+    required_permission = "training.submit"
+
+    @extend_schema(request=None, responses={202: FineTuneOutput, 409: None}, summary="Cancel a fine-tune")
+    def post(self, request, pk: int):
+        job = get_object_or_404(FineTuneJob, pk=pk)
+        try:
+            job = job_cancel(model=FineTuneJob, job_id=job.pk)
+        except IllegalTransition as exc:
+            return Response(error_body(409, "conflict", str(exc)), status=status.HTTP_409_CONFLICT)
+        return Response(FineTuneOutput(job).data, status=status.HTTP_202_ACCEPTED)

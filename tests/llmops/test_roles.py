@@ -66,6 +66,7 @@ URL_KWARGS = {
     "datasets:download": lambda w: {"pk": w["version"].pk, "fmt": "jsonl", "split": "train"},
     "training:job-metrics": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune": lambda w: {"pk": w["fine_tune"].pk},
+    "api-fine-tune-cancel": lambda w: {"pk": w["fine_tune"].pk},
 }
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {

@@ -178,3 +178,32 @@ def test_a_fine_tune_runs_on_a_real_gpu_queue_worker_and_its_curve_shows_in_the_
     data = world.client("Architect").get(url, {"names": "train_loss"}).json()
     assert data["status"] == "succeeded" and data["progress"] == 1.0
     assert data["series"]["train_loss"]["x"][-1] == 4
+
+
+@pytest.mark.worker
+def test_a_running_fine_tune_cancelled_through_the_api_stops_at_a_checkpoint(
+    world, scientist, base, start_worker, settings
+):
+    version = ready_version(scientist)
+    start_worker(queues="gpu", ARTIFACT_ROOT=str(settings.ARTIFACT_ROOT), TRAINING_METRIC_FLUSH_SECONDS="0")
+    long = {**FAST, "max_steps": 100000, "eval_every": 0}
+    job = fine_tune_submit(
+        user=scientist, base=base, dataset_version=version, method="lora", hyperparameters=long
+    )
+    wait_until(
+        lambda: MetricPoint.objects.filter(job=job, name="train_loss").exists(),
+        timeout=90,
+        interval=0.2,
+        what="the first loss point",
+    )
+    url = reverse("api-fine-tune-cancel", kwargs={"pk": job.pk})
+    assert world.api("Data Scientist").post(url).status_code == 202
+
+    def finished():
+        job.refresh_from_db()
+        return job.is_terminal
+
+    wait_until(finished, timeout=60, interval=0.2, what="the fine-tune to stop")
+    assert job.status == "cancelled" and job.result_version is None
+    assert job.result["status"] == "cancelled" and job.result["checkpoint_path"]
+    assert world.api("Data Scientist").post(url).status_code == 409
