@@ -121,3 +121,13 @@ def test_resume_refuses_a_checkpoint_of_different_data(tmp_path, tiny_dir):
     write_demo_data(tmp_path / "data", "chat", 20, 4, seed=99)
     with pytest.raises(TrainError, match="different training data"):
         train(cfg, resume=True)
+
+
+def test_a_fresh_run_in_a_used_folder_replaces_the_earlier_runs_checkpoints(tmp_path, tiny_dir):
+    cfg = make_config(tmp_path, tiny_dir, "reused", checkpoint_every=1, keep_checkpoints=5)
+    train(cfg, stop_at(5))
+    again = make_config(tmp_path, tiny_dir, "reused", checkpoint_every=1, keep_checkpoints=5, eval_every=0)
+    train(again, stop_at(2))  # no evaluation before the stop: no best weights of its own yet
+    root = Path(cfg.output_dir) / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000001", "step-00000002"]
+    assert not (Path(cfg.output_dir) / "best").exists()  # the earlier run's best weights are gone too

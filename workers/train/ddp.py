@@ -16,8 +16,10 @@ creates ``<output_dir>/STOP``, which rank 0's report sees at its next call.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -131,9 +133,16 @@ def launch(
     env = dict(os.environ, PYTHONUNBUFFERED="1", TRAIN_BACKEND=backend or "")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     tail: collections.deque[str] = collections.deque(maxlen=40)
-    with subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-    ) as proc:
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
+    try:
         for line in proc.stdout:
             if line.startswith(REPORT_PREFIX):
                 if report(**json.loads(line[len(REPORT_PREFIX) :])) == "stop":
@@ -141,6 +150,18 @@ def launch(
             else:
                 tail.append(line.rstrip("\n"))
         code = proc.wait()
+    except BaseException:  # the caller's report failed or we were interrupted: take the workers down with us
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
     if code != 0:
         raise _child_error(out, code, tail)
     return TrainResult.read(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -156,7 +157,12 @@ def _train(config: TrainConfig, report: Report, resume: bool, dist: ddp.Dist, de
 
     state = TrainState()
     ckpt_root = out / "checkpoints"
-    if resume and (found := checkpoint.latest(ckpt_root)):
+    found = checkpoint.latest(ckpt_root) if resume else None
+    if not found and dist.main:  # a fresh run: an earlier run's files in this folder must not mix with ours
+        for stale in (ckpt_root, out / "best"):
+            shutil.rmtree(stale, ignore_errors=True)
+        (out / RESULT_FILE).unlink(missing_ok=True)
+    if found:
         snap = checkpoint.load(found)
         _check_resumable(snap, train_data, dist, total_steps, found)
         load_trainable_state(model, snap["model"])

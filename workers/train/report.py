@@ -20,6 +20,7 @@ status "cancelled"). Metric names (all floats unless said):
 
 from __future__ import annotations
 
+import functools
 import resource
 import sys
 import time
@@ -41,16 +42,25 @@ def memory_mb(device: torch.device) -> float:
     return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-def gpu_util(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
+@functools.cache
+def _nvml_handle(index: int):
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-        return float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
     except Exception:  # pynvml missing or NVML unavailable: the metric is optional
+        return None
+
+
+def gpu_util(device: torch.device) -> float | None:
+    if device.type != "cuda" or (handle := _nvml_handle(device.index or 0)) is None:
+        return None
+    import pynvml
+
+    try:
+        return float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+    except Exception:
         return None
 
 
