@@ -33,7 +33,7 @@ class FineTuneOutput(serializers.ModelSerializer):
 class FineTuneCreateApi(APIView):
     required_permission = "training.submit"
 
-    class InputSerializer(serializers.Serializer):
+    class FineTuneInput(serializers.Serializer):
         base = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
         dataset_version = serializers.PrimaryKeyRelatedField(queryset=DatasetVersion.objects.all())
         method = serializers.CharField(default="lora")
@@ -41,9 +41,9 @@ class FineTuneCreateApi(APIView):
         gpus = serializers.IntegerField(default=1, min_value=1, max_value=64)
         priority = serializers.IntegerField(default=0)
 
-    @extend_schema(request=InputSerializer, responses={201: FineTuneOutput}, summary="Submit a fine-tune")
+    @extend_schema(request=FineTuneInput, responses={201: FineTuneOutput}, summary="Submit a fine-tune")
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.FineTuneInput(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             job = fine_tune_submit(user=request.user, **data.validated_data)
