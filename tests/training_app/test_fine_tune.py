@@ -207,3 +207,21 @@ def test_a_running_fine_tune_cancelled_through_the_api_stops_at_a_checkpoint(
     assert job.status == "cancelled" and job.result_version is None
     assert job.result["status"] == "cancelled" and job.result["checkpoint_path"]
     assert world.api("Data Scientist").post(url).status_code == 409
+
+
+def test_metric_points_are_written_in_batches_not_one_insert_per_point(
+    scientist, base, django_assert_num_queries
+):
+    from training_app.services.run import MetricBatcher
+
+    version = ready_version(scientist, cases=12)
+    job = FineTuneJob.objects.create(base=base, dataset_version=version, method="lora", config={})
+    batcher = MetricBatcher(job.pk, size=20, seconds=3600)
+    with django_assert_num_queries(1):  # 10 steps × 3 metrics: one INSERT once 20 are buffered
+        for step in range(1, 11):
+            batcher.add(
+                step, {"train_loss": 1.0 / step, "lr": 1e-4, "tokens_seen": step * 100, "gpu_util": None}
+            )
+    assert MetricPoint.objects.filter(job=job).count() == 21
+    batcher.flush()
+    assert MetricPoint.objects.filter(job=job).count() == 30
