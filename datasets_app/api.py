@@ -129,7 +129,19 @@ class CaseBulkCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         cases = serializers.ListField(child=serializers.DictField(), allow_empty=False, max_length=BULK_MAX)
 
-    @extend_schema(request=InputSerializer, summary=f"Create up to {BULK_MAX} cases atomically")
+    class OutputSerializer(serializers.Serializer):
+        created = serializers.ListField(
+            child=serializers.IntegerField(), help_text="New case ids, in input order."
+        )
+        duplicates = serializers.ListField(
+            child=serializers.DictField(), help_text="[{index, reason}] skipped."
+        )
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OutputSerializer},
+        summary=f"Create up to {BULK_MAX} cases atomically",
+    )
     def post(self, request):
         return idempotent(request, "cases.bulk_create", lambda: self._create(request))
 

@@ -214,7 +214,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["llmops.roles.RolePermission"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "llmops.schema.ViewNamedAutoSchema",
     "EXCEPTION_HANDLER": "llmops.api_errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -225,6 +225,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Error notebook, datasets, fine-tuning, evaluation, registry and serving.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # one name per choice set that several apps call alike (task_type, status)
+    "ENUM_NAME_OVERRIDES": {
+        "CaseTaskTypeEnum": "datasets_app.models.cases.TaskType",
+        "DatasetTaskTypeEnum": "datasets_app.models.datasets.DatasetTask",
+        "CaseStatusEnum": "datasets_app.models.cases.CaseStatus",
+        "JobStatusEnum": "llmops.jobs.JobStatus",
+        "VersionStatusEnum": "datasets_app.models.datasets.VersionStatus",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
