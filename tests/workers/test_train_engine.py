@@ -16,6 +16,7 @@ from workers.tiny import CHAT_TEMPLATE, build_tiny_model
 from workers.train import TrainConfig, TrainError, train
 from workers.train.data import IGNORE, StepPlan, collate, read_records, tokenize
 from workers.train.demo import records, write_demo_data
+from workers.train.methods import packing_is_exact
 from workers.train.steps import LogitSelector, token_losses
 
 METRICS = {
@@ -163,11 +164,14 @@ def test_merged_weights_equal_base_plus_adapter_and_fgm_leaves_the_frozen_base_u
     assert not [p for p in Path(result.model_path).iterdir() if p.suffix in (".bin", ".pt", ".pkl")]
 
 
-def test_classification_learns_the_labels(tmp_path, tiny_dir):
+@pytest.mark.parametrize("method", ["lora", "prompt"])
+def test_classification_learns_the_labels(tmp_path, tiny_dir, method):
     cfg = make_config(
         tmp_path,
         tiny_dir,
         task="classification",
+        method=method,
+        num_virtual_tokens=4,
         n_train=36,
         max_steps=20,
         eval_every=10,
@@ -176,7 +180,8 @@ def test_classification_learns_the_labels(tmp_path, tiny_dir):
     )
     reports = Reports()
     result = train(cfg, reports)
-    assert result.labels == ["complaint", "praise", "question"] and result.layout == "padded"
+    assert result.labels == ["complaint", "praise", "question"]
+    assert result.layout == "padded"
     assert np.mean([r["train_loss"] for r in reports[-4:]]) < np.mean([r["train_loss"] for r in reports[:4]])
     assert result.val_accuracy is not None and result.val_accuracy > 0.5
     assert "val_accuracy" in reports[-1]
@@ -186,10 +191,11 @@ def test_classification_learns_the_labels(tmp_path, tiny_dir):
     model = PeftModel.from_pretrained(base, result.adapter_path).eval()
     rows = records("classification", 36 + 6)[36:]
     tok = AutoTokenizer.from_pretrained(result.adapter_path)
-    with torch.no_grad():
-        predicted = [model(**tok(r["text"], return_tensors="pt")).logits.argmax(-1).item() for r in rows]
-    accuracy = np.mean([result.labels[p] == r["label"] for p, r in zip(predicted, rows, strict=True)])
-    assert accuracy == pytest.approx(result.val_accuracy)
+    with torch.no_grad():  # one example at a time: no padding at all
+        logits = torch.cat([model(**tok(r["text"], return_tensors="pt")).logits for r in rows])
+    truth = torch.tensor([result.labels.index(r["label"]) for r in rows])
+    assert float(F.cross_entropy(logits, truth)) == pytest.approx(result.val_loss, rel=1e-4)
+    assert float((logits.argmax(-1) == truth).float().mean()) == pytest.approx(result.val_accuracy)
 
 
 def test_chat_examples_learn_only_what_the_assistant_says(tokenizer):
@@ -262,6 +268,29 @@ def test_batching_never_lets_examples_attend_to_each_other(tiny_dir, tokenizer, 
         with torch.no_grad():
             leaked = token_losses(model, batch, virtual=0, selector=selector)
         assert not torch.allclose(leaked, losses, atol=1e-3)  # the comparison above can see a leak
+
+
+class AllVisible(torch.nn.Module):
+    """A model that lets the whole row attend causally, as one that ignored restarting positions would."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def forward(self, input_ids, **kwargs):
+        return self.model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **kwargs)
+
+
+def test_packing_is_used_only_where_the_model_keeps_examples_apart(tmp_path, tiny_dir, monkeypatch):
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert packing_is_exact(model, torch.device("cpu"))
+    assert packing_is_exact(model.to(torch.bfloat16), torch.device("cpu"))
+    assert not packing_is_exact(AllVisible(model), torch.device("cpu"))
+    monkeypatch.setattr(loop, "packing_is_exact", lambda model, device: False)
+    assert train(make_config(tmp_path, tiny_dir, max_steps=2)).layout == "padded"
 
 
 def test_padded_batches_are_grouped_by_length_and_cover_each_example_once_per_epoch(tokenizer):

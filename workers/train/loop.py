@@ -43,7 +43,16 @@ from workers.train.outputs import (
     write_model_outputs,
 )
 from workers.train.report import Meter, Report, gpu_util, memory_mb, no_report
-from workers.train.steps import Fgm, LogitSelector, Swa, evaluate, lr_lambda, make_optimizer, token_losses
+from workers.train.steps import (
+    Fgm,
+    LogitSelector,
+    PooledHead,
+    Swa,
+    evaluate,
+    lr_lambda,
+    make_optimizer,
+    token_losses,
+)
 
 OOM_HINT = (
     "out of memory: try a smaller batch_size (raise grad_accum to keep the same global batch), a shorter "
@@ -131,7 +140,7 @@ def _train(config: TrainConfig, report: Report, resume: bool, dist: ddp.Dist, de
             if uses_varlen_attention(model)
             else ("packed" if packing_is_exact(model, device) else "padded")
         )
-    selector = LogitSelector(model) if config.task != "classification" else None
+    selector = LogitSelector(model) if config.task != "classification" else PooledHead.attach(model, virtual)
 
     plan = StepPlan(
         train_data.lengths,

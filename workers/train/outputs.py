@@ -42,7 +42,7 @@ class TrainResult:
     best_val_loss: float | None
     stopped_early: bool
     weights: str  # "best", "last" or "swa": what adapter/ and model/ hold
-    layout: str  # "packed", "varlen" or "padded" (workers.train.data)
+    layout: str  # how batches were laid out: "packed", "varlen" or "padded" (workers.train.data)
     train_losses: list = field(default_factory=list)  # [[step, train_loss], ...] at every report
     val_losses: list = field(default_factory=list)  # [[step, val_loss], ...] at every evaluation
     examples: dict = field(default_factory=dict)  # {"train": n, "validation": n, "dropped": n}

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import SWALR, AveragedModel
 
+from workers.train.config import TrainError
 from workers.train.data import IGNORE, Batch, Examples, collate
 
 # -- loss ------------------------------------------------------------------------------------------------
@@ -44,13 +45,52 @@ class LogitSelector:
         self.handle.remove()
 
 
-def token_losses(
-    model, batch: Batch, *, virtual: int, selector: LogitSelector | None, smoothing: float = 0.0
-):
-    """Loss of every target (causal: per target token, in row order; classification: per example)."""
+class PooledHead:
+    """Classification by prompt tuning: the model gets embeddings, cannot see padding and pools the last position.
+
+    A forward hook on the classification head keeps its per-position output; the engine pools each example's
+    last real position itself (after the virtual tokens), as the model does for an unpadded example.
+    """
+
+    def __init__(self, head: torch.nn.Module, virtual: int):
+        self.virtual, self.output = virtual, None
+        self.handle = head.register_forward_hook(self._hook)
+
+    @classmethod
+    def attach(cls, model, virtual: int) -> PooledHead | None:
+        if not virtual:
+            return None
+        base = model.get_base_model()
+        head = next((getattr(base, n) for n in ("score", "classifier") if hasattr(base, n)), None)
+        if head is None:
+            raise TrainError(f"prompt tuning found no classification head on {type(base).__name__}")
+        return cls(head, virtual)
+
+    def _hook(self, _module, _args, output):
+        self.output = output
+
+    def pool(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        per_position, self.output = self.output, None
+        last = self.virtual + attention_mask.sum(1) - 1
+        return per_position[torch.arange(per_position.shape[0], device=last.device), last]
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def class_logits(model, batch: Batch, pooled: PooledHead | None) -> torch.Tensor:
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    return pooled.pool(batch.attention_mask) if pooled else logits
+
+
+def token_losses(model, batch: Batch, *, virtual: int, selector, smoothing: float = 0.0):
+    """Loss of every target (causal: per target token, in row order; classification: per example).
+
+    ``selector``: the LogitSelector of a causal model, the PooledHead of a prompt-tuned classifier, or None.
+    """
     if batch.classes is not None:
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-        return F.cross_entropy(logits.float(), batch.classes, reduction="none", label_smoothing=smoothing)
+        logits = class_logits(model, batch, selector).float()
+        return F.cross_entropy(logits, batch.classes, reduction="none", label_smoothing=smoothing)
     real = batch.targets != IGNORE
     keep = real if not virtual else torch.cat([real.new_zeros(real.shape[0], virtual), real], dim=1)
     kwargs = {"input_ids": batch.input_ids, "use_cache": False}
@@ -214,7 +254,7 @@ def evaluate(model, data: Examples, *, pad_id, layout, batch_size, device, dist,
         batch = collate(data, mine[start : start + batch_size], pad_id, layout).to(device)
         with autocast():
             if batch.classes is not None:
-                logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()
+                logits = class_logits(model, batch, selector).float()
                 losses = F.cross_entropy(logits, batch.classes, reduction="none")
                 correct += float((logits.argmax(-1) == batch.classes).sum())
             else:
