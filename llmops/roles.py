@@ -53,6 +53,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("Error notebook", "cases:list", "cases.view"),
     ("Curation", "cases:dashboard", "cases.view"),
     ("Datasets", "datasets:list", "datasets.view"),
+    ("Fine-tuning", "training:list", "training.view"),
     ("Diagnostics", "diagnostics:list", "diagnostics.view"),
     ("API tokens", "tokens", "tokens.manage"),
     ("API docs", "api-docs", "api.docs"),

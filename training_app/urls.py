@@ -4,5 +4,12 @@ from training_app import views
 
 app_name = "training"
 urlpatterns = [
+    path("", views.job_list, name="list"),
+    path("new", views.job_new, name="new"),
+    path("new/fields", views.job_new_fields, name="new-fields"),
+    path("new/estimate", views.job_estimate, name="new-estimate"),
+    path("compare", views.job_compare, name="compare"),
+    path("jobs/<int:pk>/", views.job_detail, name="job"),
+    path("jobs/<int:pk>/cancel", views.job_cancel_view, name="job-cancel"),
     path("jobs/<int:pk>/metrics.json", views.job_metrics, name="job-metrics"),
 ]

@@ -10,7 +10,7 @@ from llmops.roles import ADMIN, ARCHITECT, DATA_SCIENTIST, PM
 from tests.conftest import USERNAMES
 from tests.e2e.conftest import login, screenshot
 
-EVERYONE = ["Home", "Error notebook", "Curation", "Datasets", "API tokens", "API docs"]
+EVERYONE = ["Home", "Error notebook", "Curation", "Datasets", "Fine-tuning", "API tokens", "API docs"]
 NAVIGATION = {
     PM: EVERYONE,
     DATA_SCIENTIST: EVERYONE,
@@ -20,6 +20,7 @@ NAVIGATION = {
         "Error notebook",
         "Curation",
         "Datasets",
+        "Fine-tuning",
         "Diagnostics",
         "API tokens",
         "API docs",

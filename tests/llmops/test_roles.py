@@ -65,6 +65,8 @@ URL_KWARGS = {
     },
     "datasets:download": lambda w: {"pk": w["version"].pk, "fmt": "jsonl", "split": "train"},
     "training:job-metrics": lambda w: {"pk": w["fine_tune"].pk},
+    "training:job": lambda w: {"pk": w["fine_tune"].pk},
+    "training:job-cancel": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune-cancel": lambda w: {"pk": w["fine_tune"].pk},
 }
