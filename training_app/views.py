@@ -83,7 +83,8 @@ def job_new(request):
 @role_required("training.submit")
 @require_GET
 def job_new_fields(request):
-    form = FineTuneForm(initial={**DEFAULTS, "method": request.GET.get("method", "lora")})
+    kept = {name: request.GET[name] for name in ALL_METHOD_FIELDS if request.GET.get(name, "") != ""}
+    form = FineTuneForm(initial={**DEFAULTS, **kept, "method": request.GET.get("method", "lora")})
     return render(request, "training_app/job_form.html#method-fields", _form_context(form))
 
 

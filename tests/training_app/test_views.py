@@ -84,6 +84,9 @@ def test_the_method_fields_partial_shows_only_that_methods_settings(world):
         reverse("training:new-fields"), {"method": "lora"}, HTTP_HX_REQUEST="true"
     ).content.decode()
     assert 'name="lora_r"' in html and 'name="num_virtual_tokens"' not in html
+    kept = {"method": "qlora", "lora_r": "32"}  # values typed so far survive a change of method
+    html = client.get(reverse("training:new-fields"), kept, HTTP_HX_REQUEST="true").content.decode()
+    assert 'name="lora_r" value="32"' in html
     page = client.get(reverse("training:new")).content.decode()  # without JS: every method's settings
     assert 'name="lora_r"' in page and 'name="num_virtual_tokens"' in page
     assert 'hx-get="/training/new/fields"' in page
@@ -161,3 +164,27 @@ def test_user_text_is_escaped(world, base, version):
         assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     html = world.client("PM").get(reverse("training:job", args=[job.pk])).content.decode()
     assert "<b>boom</b>" not in html and "<i>x</i>" not in html
+
+
+def test_a_running_job_shows_an_eta_and_a_succeeded_one_its_model_version(world, base, version):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    running = job_of(
+        base, version, status="running", progress=0.5, started_at=timezone.now() - timedelta(minutes=10)
+    )
+    html = world.client("PM").get(reverse("training:job", args=[running.pk])).content.decode()
+    assert 'id="eta"' in html and "left" in html
+    done = job_of(base, version, status="succeeded", progress=1.0, result_version=base)
+    html = world.client("PM").get(reverse("training:job", args=[done.pk])).content.decode()
+    assert f'data-result-version="{base.pk}"' in html and 'hx-trigger="every 3s"' not in html
+
+
+def test_problems_with_no_field_of_their_own_go_to_the_top_list():
+    from training_app.forms import FineTuneForm
+
+    form = FineTuneForm(data={})
+    form.is_valid()
+    other = form.add_service_errors({"lr": ["must be positive"], "colour": ["is not a setting"]})
+    assert other == ["colour: is not a setting"] and "must be positive" in form.errors["lr"]
