@@ -191,6 +191,9 @@ NEAR_DUP_THRESHOLD = env_float("NEAR_DUP_THRESHOLD", 0.8)
 # fine-tune metric points are buffered and written with one INSERT every N points or T seconds
 TRAINING_METRIC_BATCH_SIZE = env_int("TRAINING_METRIC_BATCH_SIZE", 500)
 TRAINING_METRIC_FLUSH_SECONDS = env_float("TRAINING_METRIC_FLUSH_SECONDS", 5.0)
+# The submit form's cost-benefit estimate: training tokens per second per GPU, and the price of a GPU-hour.
+TRAINING_TOKENS_PER_SECOND_ESTIMATE = env_float("TRAINING_TOKENS_PER_SECOND_ESTIMATE", 2000.0)
+TRAINING_PRICE_PER_GPU_HOUR = env_float("TRAINING_PRICE_PER_GPU_HOUR", 2.0)
 
 # --- security (production mode) -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

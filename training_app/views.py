@@ -130,9 +130,9 @@ def _estimate(form: FineTuneForm) -> dict | None:
     rows = (version.counts or {}).get("train", 0)
     tokens = float(tokens_mean) * rows * (data.get("epochs") or 1)
     gpus = data.get("gpus") or 1
-    speed = float(getattr(settings, "TRAINING_TOKENS_PER_SECOND_ESTIMATE", 2000)) * gpus
+    speed = settings.TRAINING_TOKENS_PER_SECOND_ESTIMATE * gpus
     seconds = tokens / speed if speed else 0
-    price = float(getattr(settings, "TRAINING_PRICE_PER_GPU_HOUR", 2.0))
+    price = settings.TRAINING_PRICE_PER_GPU_HOUR
     return {"known": bool(hidden and layers), "total": total, "trainable": trainable, "memory_gb": memory / 2**30,
             "tokens": int(tokens), "minutes": seconds / 60, "cost": seconds / 3600 * gpus * price,
             "price": price, "speed": speed}  # fmt: skip
