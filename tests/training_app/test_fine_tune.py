@@ -225,3 +225,61 @@ def test_metric_points_are_written_in_batches_not_one_insert_per_point(
     assert MetricPoint.objects.filter(job=job).count() == 21
     batcher.flush()
     assert MetricPoint.objects.filter(job=job).count() == 30
+
+
+@pytest.mark.worker
+def test_a_worker_killed_mid_training_resumes_on_the_next_and_ends_like_an_uninterrupted_run(
+    scientist, base, start_worker, settings
+):
+    """SIGKILL the worker after a checkpoint: the reaper re-queues the job, the next worker resumes it from that
+    checkpoint, and its adapter equals the one of the same run left alone (one model version, no second copy);
+    that worker (one GPU's worth: concurrency 1 on the gpu queue) runs the two jobs one after the other."""
+    from safetensors.torch import load_file
+
+    from llmops.jobs import jobs_reap_stale
+
+    settings.JOB_STALE_AFTER_SECONDS = 3
+    version = ready_version(scientist)
+    params = {**FAST, "max_steps": 60, "eval_every": 0, "checkpoint_every": 5, "seed": 3}
+    env = {"ARTIFACT_ROOT": str(settings.ARTIFACT_ROOT), "TRAINING_METRIC_FLUSH_SECONDS": "0"}
+    first = start_worker(queues="gpu", **env)
+    killed = fine_tune_submit(user=scientist, base=base, dataset_version=version, method="lora",
+                              hyperparameters=params)  # fmt: skip
+    checkpoints = Path(FineTuneJob.objects.get(pk=killed.pk).output_dir) / "checkpoints"
+    wait_until(lambda: checkpoints.is_dir() and any(p.name >= "step-00000010" for p in checkpoints.iterdir()),
+               timeout=120, interval=0.1, what="a checkpoint past step 10")  # fmt: skip
+    first.kill()
+    assert FineTuneJob.objects.get(pk=killed.pk).status == "running"  # killed mid-run, not finished
+    wait_until(lambda: jobs_reap_stale().requeued, timeout=15, interval=0.5, what="the reaper to re-queue it")
+    alone = fine_tune_submit(user=scientist, base=base, dataset_version=version, method="lora",
+                             hyperparameters=params)  # fmt: skip
+    start_worker(queues="gpu", **env)
+
+    def both_finished():
+        return all(FineTuneJob.objects.get(pk=j.pk).is_terminal for j in (killed, alone))
+
+    wait_until(
+        both_finished, timeout=240, interval=0.3, what="the resumed and the uninterrupted run to finish"
+    )
+    resumed, reference = FineTuneJob.objects.get(pk=killed.pk), FineTuneJob.objects.get(pk=alone.pk)
+    assert (resumed.status, reference.status) == ("succeeded", "succeeded"), (resumed.error, reference.error)
+    one_gpu_one_job = (
+        resumed.finished_at <= reference.started_at or reference.finished_at <= resumed.started_at
+    )
+    assert one_gpu_one_job, "the one-GPU worker ran two fine-tunes at once"
+    assert resumed.attempts == 2 and resumed.result["final_step"] == reference.result["final_step"] == 60
+    assert ModelVersion.objects.filter(lineage__job=resumed.pk).count() == 1
+    early = list(
+        MetricPoint.objects.filter(job=resumed, name="train_loss", step__lte=10).values_list(
+            "step", flat=True
+        )
+    )
+    assert sorted(early) == list(range(1, 11)), (
+        "the second attempt started over instead of from the checkpoint"
+    )
+    ours = load_file(Path(resumed.result_version.artifact_uri) / "adapter_model.safetensors")
+    theirs = load_file(Path(reference.result_version.artifact_uri) / "adapter_model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all((ours[name] == theirs[name]).all() for name in ours), (
+        "resumed weights differ from the run left alone"
+    )
