@@ -8,26 +8,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from workers.tiny import build_tiny_model
 from workers.train import ConfigError, TrainConfig, TrainError, check_against_model, train
 from workers.train.demo import write_demo_data
 from workers.train.methods import QLORA_NEEDS_CUDA
 
 PACKAGE = Path(__file__).resolve().parents[2] / "workers" / "train"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's matrices are too small to share between threads; on a busy machine two threads fight."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 def config(tmp_path, tiny_dir, **overrides) -> TrainConfig:

@@ -7,14 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from workers.tiny import build_tiny_model
 from workers.train import ConfigError, TrainConfig, launch, train
 from workers.train.demo import write_demo_data
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 def make_config(tmp_path, tiny_dir, name: str, batch_size: int, **overrides) -> TrainConfig:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 import workers.train.loop as loop
-from workers.tiny import CHAT_TEMPLATE, build_tiny_model
+from workers.tiny import CHAT_TEMPLATE
 from workers.train import TrainConfig, TrainError, train
 from workers.train.data import IGNORE, StepPlan, collate, read_records, tokenize
 from workers.train.demo import records, write_demo_data
@@ -30,20 +30,6 @@ METRICS = {
     "progress",
     "eta_s",
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's matrices are too small to share between threads; on a busy machine two threads fight."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -7,22 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from workers.tiny import build_tiny_model
 from workers.train import TrainConfig, TrainError, train
 from workers.train.demo import write_demo_data
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 def make_config(tmp_path, tiny_dir, name: str, **overrides) -> TrainConfig:
