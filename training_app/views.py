@@ -7,13 +7,13 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from llmops.jobs import TERMINAL, IllegalTransition, job_cancel
+from llmops.job_views import cancel_and_tell
+from llmops.jobs import TERMINAL
 from llmops.roles import has_perm, role_required
 from training_app.forms import ALL_METHOD_FIELDS, COMMON, DEFAULTS, METHOD_FIELDS, PRESETS, FineTuneForm
 from training_app.models import FineTuneJob
@@ -184,13 +184,7 @@ def job_detail(request, pk: int):
 @require_POST
 def job_cancel_view(request, pk: int):
     job = get_object_or_404(_jobs(), pk=pk)
-    try:
-        with transaction.atomic():
-            job_cancel(model=FineTuneJob, job_id=job.pk)
-    except IllegalTransition:
-        messages.error(request, f"Job {job.pk} has already finished ({job.status}).")
-    else:
-        messages.info(request, f"Cancel requested for job {job.pk}.")
+    cancel_and_tell(request, model=FineTuneJob, job=job, label=f"job {job.pk}")
     if request.htmx:
         job.refresh_from_db()
         return render(request, "training_app/job_detail.html#job-status", _job_context(request, job))

@@ -5,7 +5,6 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -25,7 +24,7 @@ from datasets_app.selectors_datasets import (
     version_diff,
 )
 from datasets_app.services.datasets import version_create
-from llmops.jobs import IllegalTransition, job_cancel
+from llmops.job_views import cancel_and_tell
 from llmops.roles import has_perm, role_required
 
 
@@ -119,13 +118,7 @@ def version_detail(request, pk: int):
 def version_cancel(request, pk: int):
     version = _version(pk)
     build = get_object_or_404(DatasetBuild, version=version)
-    try:
-        with transaction.atomic():
-            job_cancel(model=DatasetBuild, job_id=build.pk)
-    except IllegalTransition:
-        messages.error(request, f"The build of {version} has already finished ({build.status}).")
-    else:
-        messages.info(request, f"Cancel requested for the build of {version}.")
+    cancel_and_tell(request, model=DatasetBuild, job=build, label=f"the build of {version}")
     if request.htmx:
         version.refresh_from_db()
         context = {"version": version, "dataset": version.dataset, "build": _build_of(version),
