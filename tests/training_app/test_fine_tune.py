@@ -8,52 +8,12 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from datasets_app.models import DatasetVersion, VersionStatus
-from datasets_app.services.build import build_run
-from datasets_app.services.datasets import dataset_create, version_create
+from datasets_app.models import DatasetVersion
 from registry_app.models import ModelVersion
-from registry_app.services import base_model_register
 from tests.conftest import wait_until
-from tests.datasets_app.test_build import approved_case, recipe
+from tests.training_app.conftest import FAST, ready_version
 from training_app.models import FineTuneJob, MetricPoint
 from training_app.services import fine_tune_run, fine_tune_submit
-from workers.tiny import build_tiny_model
-
-FAST = {"max_steps": 4, "batch_size": 4, "lora_r": 4, "max_seq_len": 128, "eval_every": 2}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(autouse=True)
-def artifacts(settings, tmp_path) -> Path:
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.JOB_HEARTBEAT_SECONDS = 600
-    return settings.ARTIFACT_ROOT
-
-
-@pytest.fixture
-def scientist(world):
-    return world.users["Data Scientist"]
-
-
-@pytest.fixture
-def base(scientist, tiny_dir) -> ModelVersion:
-    return base_model_register(user=scientist, name="tiny", path=tiny_dir, task="causal_lm")
-
-
-def ready_version(scientist, cases: int = 20) -> DatasetVersion:
-    for i in range(cases):
-        approved_case(i)
-    dataset = dataset_create(user=scientist, name="support answers", task_type="chat")
-    version = version_create(user=scientist, dataset=dataset, recipe=recipe())
-    job = version.build
-    build_run(job_id=job.pk, task_id=job.celery_task_id, hostname="test")
-    version.refresh_from_db()
-    assert version.status == VersionStatus.READY, version.error
-    return version
 
 
 def test_a_version_that_is_not_ready_or_has_no_train_rows_is_refused(scientist, base):
