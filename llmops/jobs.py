@@ -156,16 +156,32 @@ def job_models() -> list[type[Job]]:
 # --- enqueue and cancel (services) ----------------------------------------------------------------------------
 
 
-def _send(task_name: str, job_id: int, task_id: str, queue: str) -> None:
+# A job's priority (higher runs sooner) as the broker's: Redis serves its priority lists lowest number first.
+PRIORITY_HIGHEST, PRIORITY_LOWEST = 5, -4
+
+
+def broker_priority(job: Job) -> int:
+    """5 (urgent) -> 0 ... 0 (normal) -> 5 ... -4 (lowest) -> 9; values beyond the ends clamp to them."""
+    priority = getattr(job, "priority", 0) or 0
+    return PRIORITY_HIGHEST - max(PRIORITY_LOWEST, min(PRIORITY_HIGHEST, priority))
+
+
+def _send(task_name: str, job_id: int, task_id: str, queue: str, priority: int) -> None:
     from llmops.celery import app
 
-    app.send_task(task_name, args=[job_id], task_id=task_id, queue=queue)
+    app.send_task(task_name, args=[job_id], task_id=task_id, queue=queue, priority=priority)
 
 
 def _send_on_commit(job: Job) -> None:
     """Send after commit; if the broker is down the row stays queued and the reaper sends it again later."""
-    task, pk, task_id, queue = job.TASK, job.pk, job.celery_task_id, job.queue_name()
-    transaction.on_commit(lambda: _send(task, pk, task_id, queue), robust=True)
+    task, pk, task_id, queue, priority = (
+        job.TASK,
+        job.pk,
+        job.celery_task_id,
+        job.queue_name(),
+        broker_priority(job),
+    )
+    transaction.on_commit(lambda: _send(task, pk, task_id, queue, priority), robust=True)
 
 
 def job_enqueue(*, job: Job) -> Job:

@@ -260,7 +260,13 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 # connections the way Django does per request (CONN_MAX_AGE + health checks).
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # A redelivered long job is guarded by the job row (see llmops/jobs.py), so the timeout may be shorter than a job.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# Ten priority lists per queue, served lowest number first (llmops.jobs.broker_priority maps a job's priority).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    "queue_order_strategy": "priority",
+}
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-jobs": {
         "task": "llmops.reap_stale_jobs",

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from datasets_app.models import DatasetVersion
 from llmops.api_errors import error_body
-from llmops.jobs import IllegalTransition, job_cancel
+from llmops.jobs import PRIORITY_HIGHEST, PRIORITY_LOWEST, IllegalTransition, job_cancel
 from registry_app.models import ModelVersion
 from training_app.models import FineTuneJob
 from training_app.selectors import metric_summary
@@ -39,7 +39,9 @@ class FineTuneCreateApi(APIView):
         method = serializers.CharField(default="lora")
         hyperparameters = serializers.DictField(default=dict)
         gpus = serializers.IntegerField(default=1, min_value=1, max_value=64)
-        priority = serializers.IntegerField(default=0)
+        priority = serializers.IntegerField(
+            default=0, min_value=PRIORITY_LOWEST, max_value=PRIORITY_HIGHEST, help_text="higher runs sooner"
+        )
 
     @extend_schema(request=FineTuneInput, responses={201: FineTuneOutput}, summary="Submit a fine-tune")
     def post(self, request):

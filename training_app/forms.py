@@ -39,7 +39,9 @@ PRESETS = {
 DEFAULTS = {"method": "lora", "lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.05, "num_virtual_tokens": 20,
             "epochs": 1, "batch_size": 8, "grad_accum": 1, "lr": 2e-4, "warmup_steps": 0, "scheduler": "cosine",
             "eval_every": 0, "early_stopping_patience": 0, "checkpoint_every": 0, "seed": 42, "max_seq_len": 1024,
-            "packing": True, "gpus": 1}  # fmt: skip
+            "packing": True, "gpus": 1, "priority": 0}  # fmt: skip
+# higher runs sooner on a busy gpu queue (llmops.jobs.broker_priority)
+PRIORITIES = [(-2, "low"), (0, "normal"), (2, "high"), (5, "urgent")]
 
 
 def ready_versions():
@@ -72,6 +74,9 @@ class FineTuneForm(forms.Form):
     max_seq_len = forms.IntegerField(label="Max sequence length")
     packing = forms.BooleanField(required=False)
     gpus = forms.IntegerField(label="GPUs")
+    priority = forms.TypedChoiceField(
+        choices=PRIORITIES, coerce=int, help_text="higher runs sooner when GPUs are busy"
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

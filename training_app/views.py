@@ -69,7 +69,7 @@ def job_new(request):
         try:
             job = fine_tune_submit(user=request.user, base=data["base"], dataset_version=data["dataset_version"],
                                    method=data["method"], hyperparameters=form.hyperparameters(),
-                                   gpus=data["gpus"])  # fmt: skip
+                                   gpus=data["gpus"], priority=data["priority"])  # fmt: skip
         except ValidationError as exc:
             other = form.add_service_errors(exc.message_dict)
         else:

@@ -56,7 +56,7 @@ def form_data(base, version, **overrides) -> dict:
     data = {"base": base.pk, "dataset_version": version.pk, "method": "lora", "lora_r": 8, "lora_alpha": 16,
             "lora_dropout": 0.05, "num_virtual_tokens": 20, "epochs": 1, "batch_size": 2, "grad_accum": 1,
             "lr": 0.0002, "warmup_steps": 0, "scheduler": "cosine", "eval_every": 0, "early_stopping_patience": 0,
-            "checkpoint_every": 0, "seed": 1, "max_seq_len": 128, "packing": "on", "gpus": 1}  # fmt: skip
+            "checkpoint_every": 0, "seed": 1, "max_seq_len": 128, "packing": "on", "gpus": 1, "priority": 0}  # fmt: skip
     data.update(overrides)
     return data
 
@@ -109,10 +109,13 @@ def test_an_invalid_submit_shows_every_problem_by_its_field(world, base, version
 
 
 def test_a_valid_submit_queues_a_job_and_opens_its_page(world, base, version, broker):
-    response = world.client("Data Scientist").post(reverse("training:new"), form_data(base, version))
+    response = world.client("Data Scientist").post(
+        reverse("training:new"), form_data(base, version, priority=2)
+    )
     job = FineTuneJob.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("training:job", args=[job.pk])
     assert job.status == JobStatus.QUEUED and job.config["lora_r"] == 8 and job.config["lr"] == 0.0002
+    assert job.priority == 2
 
 
 def test_the_estimate_is_labelled_as_one(world, base, version):
