@@ -60,6 +60,14 @@ OOM_HINT = (
 )
 
 
+# CUDA / MPS say "out of memory"; the CPU allocator says "DefaultCPUAllocator: can't allocate memory".
+OOM_MARKERS = ("out of memory", "can't allocate memory")
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return any(marker in str(exc).lower() for marker in OOM_MARKERS)
+
+
 @dataclass
 class TrainState:
     """The loop's own state: JSON in every checkpoint."""
@@ -95,7 +103,7 @@ def train(config: TrainConfig, report: Report | None = None, *, resume: bool = F
     except torch.cuda.OutOfMemoryError as exc:
         raise TrainError(OOM_HINT) from exc
     except RuntimeError as exc:
-        if "out of memory" in str(exc).lower() and not isinstance(exc, TrainError):
+        if _is_oom(exc) and not isinstance(exc, TrainError):
             raise TrainError(OOM_HINT) from exc
         raise
     finally:
