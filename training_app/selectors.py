@@ -1,4 +1,7 @@
-"""Reads for the job pages and the API: metric series, downsampled for charts."""
+"""Reads for the job pages and the APIs: metric series downsampled for charts, a job's checkpoint folders."""
+
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from django.db.models import Count, Min
@@ -38,3 +41,26 @@ def metric_summary(job: FineTuneJob) -> dict[str, dict]:
         agg = points.aggregate(low=Min("value"), n=Count("id"))
         summary[name] = {"last_step": last[0], "last": last[1], "min": agg["low"], "points": agg["n"]}
     return summary
+
+
+def job_checkpoints(job: FineTuneJob) -> list[dict]:
+    """Complete checkpoint folders under the job's own output_dir (set by the portal), newest first:
+    {name, step, size (bytes), created_at (the folder's modification time)}."""
+    if not job.output_dir:
+        return []
+    root = Path(job.output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    rows = []
+    for folder in root.iterdir():
+        if not folder.is_dir() or not folder.name.startswith("step-") or folder.is_symlink():
+            continue
+        try:  # a running job removes its older checkpoints while we look
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+            created = datetime.fromtimestamp(folder.stat().st_mtime, tz=UTC)
+        except FileNotFoundError:
+            continue
+        step = folder.name.removeprefix("step-").lstrip("0") or "0"
+        rows.append({"name": folder.name, "step": int(step) if step.isdigit() else step, "size": size,
+                     "created_at": created})  # fmt: skip
+    return sorted(rows, key=lambda r: str(r["name"]), reverse=True)

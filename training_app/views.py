@@ -17,7 +17,7 @@ from llmops.jobs import TERMINAL
 from llmops.roles import has_perm, role_required
 from training_app.forms import ALL_METHOD_FIELDS, COMMON, DEFAULTS, METHOD_FIELDS, PRESETS, FineTuneForm
 from training_app.models import FineTuneJob
-from training_app.selectors import MAX_CHART_POINTS, metric_series
+from training_app.selectors import MAX_CHART_POINTS, job_checkpoints, metric_series
 from training_app.services.submit import fine_tune_submit
 
 DEFAULT_SERIES = "train_loss,val_loss"
@@ -146,22 +146,6 @@ def _eta(job: FineTuneJob) -> str:
     return f"{left // 3600}h {left % 3600 // 60}m {left % 60}s"
 
 
-def _checkpoints(job: FineTuneJob) -> list[dict]:
-    """Complete checkpoint folders under the job's own output_dir (set by the portal), newest first."""
-    if not job.output_dir:
-        return []
-    root = Path(job.output_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    rows = []
-    for folder in root.iterdir():
-        if folder.is_dir() and folder.name.startswith("step-") and not folder.is_symlink():
-            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
-            step = folder.name.removeprefix("step-").lstrip("0") or "0"
-            rows.append({"name": folder.name, "step": int(step) if step.isdigit() else step, "size": size})
-    return sorted(rows, key=lambda r: str(r["name"]), reverse=True)
-
-
 def _job_context(request, job: FineTuneJob) -> dict:
     return {"job": job, "eta": _eta(job), "terminal": job.status in TERMINAL,
             "can_submit": has_perm(request.user, "training.submit")}  # fmt: skip
@@ -176,7 +160,7 @@ def job_detail(request, pk: int):
         return render(request, "training_app/job_detail.html#job-status", context)
     config = sorted((job.config or {}).items())
     context.update(config=[(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in config],
-                   checkpoints=_checkpoints(job), charts=CHARTS)  # fmt: skip
+                   checkpoints=job_checkpoints(job), charts=CHARTS)  # fmt: skip
     return render(request, "training_app/job_detail.html", context)
 
 

@@ -69,6 +69,17 @@ URL_KWARGS = {
     "training:job-cancel": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune-cancel": lambda w: {"pk": w["fine_tune"].pk},
+    "openai-file": lambda w: {"file_id": f"file-{w['version'].pk}"},
+    **{
+        name: (lambda w: {"job_id": f"ftjob-{w['fine_tune'].pk}"})
+        for name in (
+            "openai-fine-tuning-job",
+            "openai-fine-tuning-events",
+            "openai-fine-tuning-checkpoints",
+            "openai-fine-tuning-cancel",
+        )
+    },
+    "openai-model": lambda w: {"model": "tiny:v1"},
 }
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
