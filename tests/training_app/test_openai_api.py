@@ -185,7 +185,15 @@ def test_a_missing_or_unprocessed_file_is_refused_naming_training_file(world, sc
     version = ready_version(scientist)
     building = DatasetVersion.objects.create(dataset=version.dataset, number=9, recipe={}, status="building")
     assert api.get(f"/v1/files/file-{building.pk}").json()["status"] == "uploaded"
-    for file_id, reason in ((f"file-{building.pk}", "not processed yet"), ("file-999999", "no such file")):
+    failed = DatasetVersion.objects.create(dataset=version.dataset, number=10, recipe={}, status="failed",
+                                           error="shop.jsonl: the file has no rows")  # fmt: skip
+    shown = api.get(f"/v1/files/file-{failed.pk}").json()
+    assert shown["status"] == "error" and shown["status_details"] == "shop.jsonl: the file has no rows"
+    for file_id, reason in (
+        (f"file-{building.pk}", "not processed yet"),
+        ("file-999999", "no such file"),
+        (f"file-{failed.pk}", "could not be processed: shop.jsonl: the file has no rows"),
+    ):
         response = api.post(
             "/v1/fine_tuning/jobs", {"model": "tiny", "training_file": file_id}, format="json"
         )
