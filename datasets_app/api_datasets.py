@@ -13,13 +13,15 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from datasets_app.models import Dataset, DatasetBuild, DatasetTask, DatasetVersion, SourceFile
+from datasets_app.models import Dataset, DatasetBuild, DatasetTask, DatasetVersion, SourceFile, VersionStatus
 from datasets_app.pipeline.types import SPLITS
 from datasets_app.selectors_datasets import ROWS_MAX, dataset_list, example_rows, row_dict, row_page
 from datasets_app.services.datasets import dataset_create, source_file_add, version_create
+from datasets_app.services.leakage import leakage_against_model
 from datasets_app.views.version_downloads import file_stem
 from datasets_app.views.versions import redacted
 from llmops.api_errors import error_body
+from registry_app.models import ModelVersion
 
 
 def _invalid(exc: DjangoValidationError) -> Response:
@@ -268,3 +270,33 @@ class DatasetVersionRowsJsonlApi(APIView):
         name = f"{file_stem(version)}-{split or 'all'}-rows.jsonl"
         response["Content-Disposition"] = content_disposition_header(True, name)
         return response
+
+
+class LeakageOutput(serializers.Serializer):
+    exact = serializers.IntegerField(help_text="test rows found exactly in the model's training rows")
+    near = serializers.IntegerField(help_text="further test rows found nearly (MinHash Jaccard ≥ threshold)")
+    threshold = serializers.FloatField()
+    checked_test = serializers.IntegerField()
+    checked_train = serializers.IntegerField()
+    training_versions = serializers.ListField(child=serializers.DictField())
+    examples = serializers.ListField(child=serializers.DictField())
+
+
+class DatasetVersionLeakageApi(APIView):
+    required_permission = "datasets.view"
+
+    class QuerySerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "DatasetLeakageQuery"
+
+        model_version = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all())
+
+    @extend_schema(parameters=[QuerySerializer], responses={200: LeakageOutput},
+                   summary="The test split's overlap with the training data of a model version")  # fmt: skip
+    def get(self, request, pk: int):
+        version = get_object_or_404(DatasetVersion, pk=pk, status=VersionStatus.READY)
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(
+            leakage_against_model(version=version, model_version=query.validated_data["model_version"])
+        )

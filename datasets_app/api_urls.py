@@ -38,4 +38,9 @@ urlpatterns = [
         api_datasets.DatasetVersionRowsJsonlApi.as_view(),
         name="api-dataset-version-rows-jsonl",
     ),
+    path(
+        "dataset-versions/<int:pk>/leakage",
+        api_datasets.DatasetVersionLeakageApi.as_view(),
+        name="api-dataset-version-leakage",
+    ),
 ]

@@ -24,6 +24,7 @@ from datasets_app.selectors_datasets import (
     version_diff,
 )
 from datasets_app.services.datasets import version_create
+from datasets_app.views.version_leakage import model_leakage_context, model_versions
 from llmops.job_views import cancel_and_tell
 from llmops.roles import has_perm, role_required
 
@@ -106,6 +107,8 @@ def version_detail(request, pk: int):
         card=card,
         leakage=version.leakage or {},
         leakage_pairs=leakage_examples(version.leakage),
+        model_versions=model_versions() if version.status == VersionStatus.READY else [],
+        **(model_leakage_context(version, request.GET["model"]) if request.GET.get("model") else {}),
         exports=export_rows(version),
         recipe_json=json.dumps(redacted(version.recipe), indent=2, ensure_ascii=False),
         **_samples(version, "train", None),
