@@ -219,17 +219,26 @@ def test_a_queued_job_is_cancelled_and_a_finished_one_cannot_be(world, scientist
 def test_events_page_newest_first_with_after_and_has_more(world, scientist, base):
     version = ready_version(scientist, cases=12)
     job = FineTuneJob.objects.create(base=base, dataset_version=version, method="lora", config={"epochs": 1})
+    # step 2 logged twice, as by a run resumed from its step-1 checkpoint
     MetricPoint.objects.bulk_create(
-        MetricPoint(job=job, step=s, name="train_loss", value=1 / s) for s in (1, 2, 3)
+        MetricPoint(job=job, step=s, name="train_loss", value=v)
+        for s, v in ((1, 1), (2, 0.5), (2, 0.4), (3, 0.25))
     )
     api = world.api("Architect")
     page = api.get(f"/v1/fine_tuning/jobs/ftjob-{job.pk}/events", {"limit": 2}).json()
-    assert [e["data"].get("step") for e in page["data"]] == [3, 2] and page["has_more"]
+    assert [e["message"] for e in page["data"]] == [
+        "Step 3: training loss=0.2500",
+        "Step 2: training loss=0.4000",
+    ]
+    assert page["has_more"]
     rest = api.get(f"/v1/fine_tuning/jobs/ftjob-{job.pk}/events", {"after": page["last_id"]}).json()
     assert [e["message"] for e in rest["data"]] == [
+        "Step 2: training loss=0.5000",
         "Step 1: training loss=1.0000",
         f"Created fine-tuning job: ftjob-{job.pk}",
     ]
-    assert not rest["has_more"]
+    assert not rest["has_more"] and len({e["id"] for e in page["data"] + rest["data"]}) == 5
     bad = api.get(f"/v1/fine_tuning/jobs/ftjob-{job.pk}/events", {"limit": 0})
     assert bad.status_code == 400 and error_of(bad)["param"] == "limit"
+    stranger = api.get(f"/v1/fine_tuning/jobs/ftjob-{job.pk}/events", {"after": "ftevent-999-step-1-1"})
+    assert stranger.status_code == 400 and error_of(stranger)["param"] == "after"

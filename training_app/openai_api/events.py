@@ -1,6 +1,8 @@
 """A fine-tune's events, newest first as OpenAI lists them: finished, one per logged step (train loss from
 MetricPoint), started, created. Ids encode their place, so ``after`` is a cursor without a table of its own."""
 
+from django.db.models import Q
+
 from training_app.models import FineTuneJob, MetricPoint
 from training_app.openai_api.errors import invalid
 from training_app.openai_api.objects import model_id, unix
@@ -35,17 +37,17 @@ def _tail(job: FineTuneJob) -> list[dict]:
     ]
 
 
-def _steps(job: FineTuneJob, before: int | None, limit: int) -> list[dict]:
+def _steps(job: FineTuneJob, before: MetricPoint | None, limit: int) -> list[dict]:
     total = (MetricPoint.objects.filter(job=job, name="total_steps").order_by("-step", "-id")
              .values_list("value", flat=True).first())  # fmt: skip
     points = MetricPoint.objects.filter(job=job, name="train_loss").order_by("-step", "-id")
-    if before is not None:
-        points = points.filter(step__lt=before)
+    if before is not None:  # a resumed run may log a step twice: the point's id breaks the tie
+        points = points.filter(Q(step__lt=before.step) | Q(step=before.step, id__lt=before.pk))
     events = []
-    for step, value, at in points.values_list("step", "value", "at")[:limit]:
+    for pk, step, value, at in points.values_list("pk", "step", "value", "at")[:limit]:
         of = f"/{int(total)}" if total else ""
         data = {"step": step, "train_loss": value, **({"total_steps": int(total)} if total else {})}
-        events.append(_event(job, f"step-{step}", at, "info", f"Step {step}{of}: training loss={value:.4f}",
+        events.append(_event(job, f"step-{step}-{pk}", at, "info", f"Step {step}{of}: training loss={value:.4f}",
                              "metrics", data))  # fmt: skip
     return events
 
@@ -62,7 +64,7 @@ def job_events(job: FineTuneJob, after: str | None, limit: int) -> tuple[list[di
     elif key == "finished":
         events = _steps(job, None, want)
     elif key.startswith("step-"):
-        events = _steps(job, int(key.removeprefix("step-")), want)
+        events = _steps(job, _point(job, key), want)
     else:
         events = []
     if len(events) < want:
@@ -74,5 +76,18 @@ def job_events(job: FineTuneJob, after: str | None, limit: int) -> tuple[list[di
 
 
 def _known(key: str) -> bool:
-    step = key.removeprefix("step-")
-    return key in ("finished", "started", "created") or (key != step and step.isdigit() and len(step) < 10)
+    return key in ("finished", "started", "created") or _point_id(key) is not None
+
+
+def _point_id(key: str) -> int | None:
+    """The MetricPoint id in ``step-<step>-<id>``."""
+    parts = key.split("-")
+    ok = len(parts) == 3 and parts[0] == "step" and all(p.isdigit() and len(p) < 19 for p in parts[1:])
+    return int(parts[2]) if ok else None
+
+
+def _point(job: FineTuneJob, key: str) -> MetricPoint:
+    point = MetricPoint.objects.filter(job=job, name="train_loss", pk=_point_id(key)).first()
+    if point is None:
+        raise invalid([("after", f"ftevent-{job.pk}-{key} is not an event of ftjob-{job.pk}")])
+    return point
