@@ -111,7 +111,8 @@ class TrainConfig:
     early_stopping_min_delta: float = 0.0
     """An evaluation improves only when its loss is lower than the best by more than this."""
     checkpoint_every: int = 0
-    """Save a resumable checkpoint every N optimizer steps (0: only when cancelled and at the end)."""
+    """Save a resumable checkpoint every N optimizer steps (0: only when cancelled). A finished run needs none: its
+    outputs are the adapter / model folders."""
     keep_checkpoints: int = 2
     """Keep this many newest checkpoints; the best weights are kept separately in best/."""
     log_every: int = 1
