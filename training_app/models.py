@@ -1,9 +1,11 @@
-"""Fine-tune jobs on the shared Job lifecycle (llmops.jobs) and the metric points they report."""
+"""Fine-tune jobs on the shared Job lifecycle (llmops.jobs), the metric points they report, and hyperparameter
+studies whose trials are fine-tune jobs."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from llmops.jobs import Job
+from llmops.jobs import IllegalTransition, Job
 
 
 class FineTuneJob(Job):
@@ -28,9 +30,22 @@ class FineTuneJob(Job):
         "registry_app.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     output_dir = models.CharField(max_length=500, blank=True)
+    study = models.ForeignKey(
+        "training_app.Study", null=True, blank=True, on_delete=models.SET_NULL, related_name="trials"
+    )
+    trial_number = models.PositiveIntegerField(null=True, blank=True)
+    phase = models.CharField(max_length=8, blank=True, help_text="A study trial's phase: coarse or fine.")
+    pruned = models.BooleanField(default=False, help_text="Stopped by the study's median pruner.")
 
     class Meta(Job.Meta):
         verbose_name = "fine-tune job"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "trial_number"],
+                condition=models.Q(study__isnull=False),
+                name="fine_tune_one_trial_number_per_study",
+            )
+        ]
 
 
 class MetricPoint(models.Model):
@@ -47,3 +62,61 @@ class MetricPoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}@{self.step}={self.value:g}"
+
+
+class StudyStatus(models.TextChoices):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Study(models.Model):
+    """A hyperparameter search: a coarse TPE phase, then a grid around the best; every trial is a FineTuneJob.
+
+    Nothing of optuna lives between decisions: each one rebuilds an in-memory optuna study from these rows
+    (training_app.study_search), so a study holds no worker slot and survives restarts."""
+
+    name = models.CharField(max_length=200)
+    base = models.ForeignKey("registry_app.ModelVersion", on_delete=models.PROTECT, related_name="studies")
+    dataset_version = models.ForeignKey(
+        "datasets_app.DatasetVersion", on_delete=models.PROTECT, related_name="studies"
+    )
+    method = models.CharField(max_length=12)
+    hyperparameters = models.JSONField(default=dict, blank=True, help_text="Fixed settings of every trial.")
+    search_space = models.JSONField(help_text='{name: {"type": "log_uniform"|"uniform"|"int"|"choice", ...}}')
+    coarse_trials = models.PositiveSmallIntegerField()
+    fine_trials = models.PositiveSmallIntegerField(default=0, help_text="Budget of the grid around the best.")
+    parallelism = models.PositiveSmallIntegerField(default=1)
+    seed = models.IntegerField(default=0)
+    prune_startup_trials = models.PositiveSmallIntegerField(
+        default=2, help_text="Completed trials needed before the median pruner stops any."
+    )
+    prune_warmup_steps = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=StudyStatus.choices, default=StudyStatus.RUNNING)
+    error = models.TextField(blank=True)
+    best_trial = models.ForeignKey(
+        FineTuneJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return f"study {self.name} #{self.pk} ({self.status})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == StudyStatus.RUNNING
+
+    def finish(self, status: str, *, best: FineTuneJob | None = None, error: str = "") -> None:
+        if not self.is_running:
+            raise IllegalTransition(f"{self} has already ended")
+        self.status, self.best_trial, self.error, self.finished_at = status, best, error, timezone.now()
+        self.save(update_fields=["status", "best_trial", "error", "finished_at"])

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training_app import views
+from training_app import study_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -12,4 +12,8 @@ urlpatterns = [
     path("jobs/<int:pk>/", views.job_detail, name="job"),
     path("jobs/<int:pk>/cancel", views.job_cancel_view, name="job-cancel"),
     path("jobs/<int:pk>/metrics.json", views.job_metrics, name="job-metrics"),
+    path("studies/", study_views.study_list, name="studies"),
+    path("studies/new", study_views.study_new, name="study-new"),
+    path("studies/<int:pk>/", study_views.study_detail, name="study"),
+    path("studies/<int:pk>/cancel", study_views.study_cancel_view, name="study-cancel"),
 ]

@@ -1,6 +1,9 @@
 """Run a fine-tune on the gpu worker: the engine trains, metrics go to MetricPoint in batches, progress and cancel go
-through the job's Reporter, and a finished run's adapter or model is registered as a new ModelVersion."""
+through the job's Reporter, and a finished run's adapter or model is registered as a new ModelVersion. A study's
+trial asks the median pruner after each validation (a pruned trial ends cancelled, marked pruned, registering
+nothing) and, once ended, lets its study submit the next trials."""
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -12,10 +15,18 @@ from llmops.jobs import JobCancelled, JobFailed, Reporter, RunOutcome, job_run
 from registry_app.models import VersionFormat, VersionSource
 from registry_app.services import derived_version_register
 from training_app.models import FineTuneJob, MetricPoint
+from training_app.services.study import study_should_prune, study_trial_finished
+
+log = logging.getLogger(__name__)
 
 
 def fine_tune_run(*, job_id: int, task_id: str, hostname: str | None) -> RunOutcome:
-    return job_run(model=FineTuneJob, job_id=job_id, task_id=task_id, hostname=hostname, work=_fine_tune)
+    outcome = job_run(model=FineTuneJob, job_id=job_id, task_id=task_id, hostname=hostname, work=_fine_tune)
+    try:  # the job's end is recorded; a study it belongs to submits its next trials or ends
+        study_trial_finished(job_id=job_id)
+    except Exception:
+        log.exception("the study of fine-tune %s could not advance", job_id)
+    return outcome
 
 
 class MetricBatcher:
@@ -51,6 +62,7 @@ def _fine_tune(job: FineTuneJob, report: Reporter) -> str:
     config = TrainConfig.from_dict(job.config)
     batcher = MetricBatcher(job.pk)
     report.on_metrics = batcher.add
+    pruned: list[int] = []
 
     def engine_report(step: int | None = None, **metrics) -> str | None:
         total = metrics.get("total_steps")
@@ -58,7 +70,12 @@ def _fine_tune(job: FineTuneJob, report: Reporter) -> str:
         if metrics.get("train_loss") is not None:
             message += f", loss {metrics['train_loss']:.4f}"
         progress = metrics.pop("progress", None)
-        return report(step=step, progress=progress, message=message, **metrics)
+        answer = report(step=step, progress=progress, message=message, **metrics)
+        if answer is None and _should_prune(job, batcher, step, total, metrics):
+            pruned.append(step)
+            report.message = f"pruned at step {step}: validation loss above the median of the other trials"
+            return "stop"
+        return answer
 
     resume = job.attempts > 1 and (Path(config.output_dir) / "checkpoints").is_dir()
     try:
@@ -75,12 +92,23 @@ def _fine_tune(job: FineTuneJob, report: Reporter) -> str:
         tokens_seen=result.tokens_seen, best_step=result.best_step, result=summary,
         best_checkpoint=str(Path(config.output_dir) / "best") if result.best_step is not None else "",
     )  # fmt: skip
+    if result.status == "cancelled" and pruned:
+        FineTuneJob.objects.filter(pk=job.pk).update(pruned=True, progress_message=report.message)
+        raise JobCancelled("pruned by the study's median pruner")
     if result.status == "cancelled":
         raise JobCancelled("the engine stopped at a checkpoint")
     version = _register(job, result)
     FineTuneJob.objects.filter(pk=job.pk).update(result_version=version)
     loss = f", train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
     return f"{result.final_step} steps{loss}; registered {version}"
+
+
+def _should_prune(job: FineTuneJob, batcher: MetricBatcher, step, total, metrics: dict) -> bool:
+    """A study's trial asks the median pruner after each validation but the last (which ends the run anyway)."""
+    if not (job.study_id and "val_loss" in metrics and step and total and step < total):
+        return False
+    batcher.flush()  # the pruner reads this trial's validation losses from the database
+    return study_should_prune(job_id=job.pk)
 
 
 def _register(job: FineTuneJob, result):
