@@ -15,6 +15,7 @@ from tests.training_app.conftest import FAST, ready_version
 from training_app.models import FineTuneJob, MetricPoint, Study
 from training_app.services import (
     fine_tune_run,
+    studies_advance_stalled,
     study_create,
     study_should_prune,
     study_trial_finished,
@@ -173,6 +174,31 @@ def test_cancelling_a_study_cancels_its_queued_and_running_trials(world, scienti
         world.api("Data Scientist").post(reverse("api-study-cancel", kwargs={"pk": study.pk})).status_code
         == 409
     )
+
+
+def test_a_study_whose_trial_the_reaper_ended_moves_on_when_stalled_studies_are_advanced(scientist, base):
+    version = ready_version(scientist)
+    study = make_study(scientist, base, version, coarse_trials=2, fine_trials=0, parallelism=1)
+    (first,) = trials(study)
+    FineTuneJob.objects.filter(pk=first.pk).update(status="failed", error="worker lost")  # no hook ran
+    assert studies_advance_stalled() == [study.pk]
+    assert [j.status for j in trials(study)] == ["failed", "queued"]
+    assert studies_advance_stalled() == []  # a queued trial: nothing to do
+
+
+def test_the_api_refuses_a_bad_study_with_every_problem_keyed_by_field(world, scientist, base):
+    version = ready_version(scientist)
+    body = {"name": "x", "base": base.pk, "dataset_version": version.pk, "hyperparameters": {"lr": 0.1},
+            "search_space": {"lr": {"type": "log_uniform", "low": 1e-5, "high": 1e-3},
+                             "lora_dropout": {"type": "uniform", "low": 0.5, "high": 1.5}},
+            "coarse_trials": 2, "parallelism": 0}  # fmt: skip
+    response = world.api("Data Scientist").post(reverse("api-studies"), body, format="json")
+    assert response.status_code == 400
+    fields = response.data["error"]["fields"]
+    assert {"parallelism", "search_space.lr", "search_space.lora_dropout"} <= set(fields)
+    assert "[0, 1)" in fields["search_space.lora_dropout"][0]  # the high end, found by the engine's own check
+    assert world.api("PM").post(reverse("api-studies"), body, format="json").status_code == 403
+    assert world.api("PM").get(reverse("api-studies")).status_code == 200 and not Study.objects.exists()
 
 
 @pytest.mark.worker

@@ -3,6 +3,7 @@ studies (create, advance, prune, cancel) in study.py."""
 
 from training_app.services.run import fine_tune_run
 from training_app.services.study import (
+    studies_advance_stalled,
     study_advance,
     study_cancel,
     study_create,
@@ -15,6 +16,7 @@ __all__ = [
     "fine_tune_config",
     "fine_tune_run",
     "fine_tune_submit",
+    "studies_advance_stalled",
     "study_advance",
     "study_cancel",
     "study_create",

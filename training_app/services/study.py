@@ -189,6 +189,18 @@ def study_trial_finished(*, job_id: int) -> Study | None:
     return study_advance(study_id=row["study_id"])
 
 
+def studies_advance_stalled() -> list[int]:
+    """For a periodic task: advance every running study that has no queued or running trial (a trial ended by the
+    reaper rather than by its own run never called the hook). Returns the ids of the studies it advanced."""
+    stalled = Study.objects.filter(status=StudyStatus.RUNNING).exclude(
+        trials__status__in=("queued", "running")
+    )
+    ids = list(stalled.values_list("pk", flat=True))
+    for study_id in ids:
+        study_advance(study_id=study_id)
+    return ids
+
+
 @transaction.atomic
 def study_cancel(*, study_id: int) -> Study:
     """Cancel the study and its queued or running trials; IllegalTransition once it has ended."""
