@@ -273,6 +273,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("JOB_REAPER_EVERY_SECONDS", 30.0),
         "options": {"queue": "cpu", "expires": 60},
     },
+    "advance-stalled-studies": {
+        "task": "training.advance_stalled_studies",
+        "schedule": env_float("STUDY_ADVANCE_EVERY_SECONDS", 60.0),
+        "options": {"queue": "cpu", "expires": 120},
+    },
 }
 JOB_HEARTBEAT_SECONDS = env_float("JOB_HEARTBEAT_SECONDS", 2.0)
 JOB_STALE_AFTER_SECONDS = env_float("JOB_STALE_AFTER_SECONDS", 60.0)

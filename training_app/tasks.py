@@ -10,3 +10,11 @@ def fine_tune(self, job_id: int) -> str:
     from training_app.services.run import fine_tune_run
 
     return fine_tune_run(job_id=job_id, task_id=self.request.id, hostname=self.request.hostname).status
+
+
+@shared_task(name="training.advance_stalled_studies", ignore_result=True)
+def advance_stalled_studies() -> list[int]:
+    """Beat-scheduled: a study whose last trial was ended by the reaper (not by its own run) moves on."""
+    from training_app.services.study import studies_advance_stalled
+
+    return studies_advance_stalled()

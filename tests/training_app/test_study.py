@@ -186,6 +186,15 @@ def test_a_study_whose_trial_the_reaper_ended_moves_on_when_stalled_studies_are_
     assert studies_advance_stalled() == []  # a queued trial: nothing to do
 
 
+def test_beat_advances_stalled_studies_through_a_registered_task(settings):
+    from llmops.celery import app
+    from training_app.tasks import advance_stalled_studies
+
+    entry = settings.CELERY_BEAT_SCHEDULE["advance-stalled-studies"]
+    assert entry["task"] == advance_stalled_studies.name and entry["task"] in app.tasks
+    assert entry["schedule"] <= 300
+
+
 def test_the_api_refuses_a_bad_study_with_every_problem_keyed_by_field(world, scientist, base):
     version = ready_version(scientist)
     body = {"name": "x", "base": base.pk, "dataset_version": version.pk, "hyperparameters": {"lr": 0.1},
