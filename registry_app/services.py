@@ -68,6 +68,26 @@ def base_model_register(
 
 
 @transaction.atomic
+def base_model_ensure(
+    *, user, name: str, path: str | Path, task: str = ModelTask.CAUSAL_LM
+) -> tuple[ModelVersion, bool]:
+    """The base version of ``name`` with this folder's content, registered only when none has its sha256 yet.
+
+    Returns (version, created). Lets set-up commands run again and again without adding versions.
+    """
+    from datasets_app.pipeline.exports import folder_sha256
+
+    folder = Path(path)
+    if folder.is_dir():
+        same = ModelVersion.objects.filter(
+            model__name=name.strip(), source=VersionSource.BASE, sha256=folder_sha256(folder)["sha256"]
+        ).order_by("-number")
+        if same := same.first():
+            return same, False
+    return base_model_register(user=user, name=name, path=folder, task=task), True
+
+
+@transaction.atomic
 def derived_version_register(
     *, user, base: ModelVersion, path: str | Path, source: str, fmt: str, lineage: dict
 ) -> ModelVersion:

