@@ -37,6 +37,8 @@ MATRIX: dict[str, frozenset[str]] = {
     # fine-tunes: everyone watches runs; data scientists (and admins) submit them
     "training.view": EVERYONE,
     "training.submit": frozenset({DATA_SCIENTIST, ADMIN}),
+    # model registry: everyone sees the models, their versions and lineage
+    "registry.view": EVERYONE,
 }
 
 # What each role is for, shown on the home page.
@@ -54,6 +56,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("Curation", "cases:dashboard", "cases.view"),
     ("Datasets", "datasets:list", "datasets.view"),
     ("Fine-tuning", "training:list", "training.view"),
+    ("Models", "registry:list", "registry.view"),
     ("Diagnostics", "diagnostics:list", "diagnostics.view"),
     ("API tokens", "tokens", "tokens.manage"),
     ("API docs", "api-docs", "api.docs"),

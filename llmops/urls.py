@@ -45,6 +45,7 @@ urlpatterns = [
     path("cases/", include("datasets_app.urls")),
     path("datasets/", include("datasets_app.dataset_urls")),
     path("training/", include("training_app.urls")),
+    path("models/", include("registry_app.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("api/v1/", include(api_v1)),

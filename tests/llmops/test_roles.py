@@ -66,6 +66,7 @@ URL_KWARGS = {
     "datasets:download": lambda w: {"pk": w["version"].pk, "fmt": "jsonl", "split": "train"},
     "training:job-metrics": lambda w: {"pk": w["fine_tune"].pk},
     "training:job": lambda w: {"pk": w["fine_tune"].pk},
+    "registry:version": lambda w: {"name": "tiny", "number": 1},
     "training:job-cancel": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune-cancel": lambda w: {"pk": w["fine_tune"].pk},
