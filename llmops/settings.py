@@ -261,10 +261,11 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 # A redelivered long job is guarded by the job row (see llmops/jobs.py), so the timeout may be shorter than a job.
 # Ten priority lists per queue, served lowest number first (llmops.jobs.broker_priority maps a job's priority).
+# kombu's default separator is kept: every client of the broker (a ping from another app, a worker on another
+# host) must split the exchange binding tables with the same one.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
     "priority_steps": list(range(10)),
-    "sep": ":",
     "queue_order_strategy": "priority",
 }
 CELERY_BEAT_SCHEDULE = {
