@@ -11,7 +11,7 @@ from datasets_app.models import Dataset, DatasetVersion, ErrorCase, ImportJob
 from llmops.models import DiagnosticJob
 from llmops.roles import MATRIX, ROLES, required_permission_for
 from registry_app.models import ModelVersion, RegisteredModel
-from training_app.models import FineTuneJob
+from training_app.models import FineTuneJob, Study
 
 # URL names whose kwargs must come from the fixture world: name -> factory(world) -> kwargs.
 URL_KWARGS = {
@@ -61,7 +61,13 @@ URL_KWARGS = {
             "api-dataset-version",
             "api-dataset-version-rows",
             "api-dataset-version-rows-jsonl",
+            "datasets:version-leakage",
+            "api-dataset-version-leakage",
         )
+    },
+    **{
+        name: (lambda w: {"pk": w["study"].pk})
+        for name in ("training:study", "training:study-cancel", "api-study", "api-study-cancel")
     },
     "datasets:download": lambda w: {"pk": w["version"].pk, "fmt": "jsonl", "split": "train"},
     "training:job-metrics": lambda w: {"pk": w["fine_tune"].pk},
@@ -148,6 +154,14 @@ def guarded_world(world):
             dataset_version=version,
             method="lora",
             config={},
+        ),
+        "study": Study.objects.create(
+            name="search",
+            base=ModelVersion.objects.get(model__name="tiny"),
+            dataset_version=version,
+            method="lora",
+            search_space={"lr": {"type": "log_uniform", "low": 1e-5, "high": 1e-3}},
+            coarse_trials=1,
         ),
     }
 
