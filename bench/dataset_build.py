@@ -169,7 +169,9 @@ def main() -> int:
               "rows_per_s": round(rows / seconds), "dedup_recall": round(rec, 4), "false_drops": false_drops,
               "peak_rss_mb": round(peak), "kept": sum(version.counts.values()),
               "reference": "json.loads of every line", "reference_seconds": round(ref_s, 1),
-              "ratio": round(seconds / ref_s, 2), "target_rows_per_s": 20_000, "machine": machine()}  # fmt: skip
+              "ratio": round(seconds / ref_s, 2), "target_rows_per_s": 20_000, "machine": machine(),
+              "content_sha256": version.content_sha256,
+              "exports_sha256": {f: e["sha256"][:16] for f, e in version.exports.items()}}  # fmt: skip
     print(json.dumps(result))
     return 0
 

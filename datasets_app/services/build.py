@@ -98,21 +98,25 @@ def _dropped(dropped: dict) -> str:
 
 
 def _store(version: DatasetVersion, result, log: BuildLog, work: Path) -> str:
+    """COPY the rows, tally the card and the content hash here, while a forked child writes the exports from the
+    same spool on the other core (it never touches the database: see pipeline/forked.py)."""
     from datasets_app.pipeline.exports import export_all
+    from datasets_app.pipeline.forked import Forked
 
-    writer, card, hasher = ExampleWriter(version), CardBuilder(), ContentHasher()
-
-    def tapped() -> Iterator[Example]:
+    card, hasher = CardBuilder(), ContentHasher()
+    out = Path(settings.ARTIFACT_ROOT) / "datasets" / str(version.dataset_id) / f"v{version.number}"
+    staging = work / "exports"
+    task_type = version.dataset.task_type
+    with (
+        Forked(lambda: export_all(result.examples, staging, task_type)) as exporting,
+        ExampleWriter(version) as writer,
+    ):
         for example in result.examples:
             writer.add(example)
             card.add(example)
             hasher.add(example)
-            yield example
-
-    out = Path(settings.ARTIFACT_ROOT) / "datasets" / str(version.dataset_id) / f"v{version.number}"
-    staging = work / "exports"
-    exports = export_all(tapped(), staging, version.dataset.task_type)
-    writer.flush()
+        writer.close()
+        exports = exporting.result()
     log("store", f"{writer.count} examples stored", 0.9)
     if out.exists():
         shutil.rmtree(out)  # a failed earlier attempt of this very version

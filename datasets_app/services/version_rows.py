@@ -5,6 +5,7 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import orjson
 from django.db import connection
@@ -21,10 +22,16 @@ TOP_CATEGORIES = 30
 
 
 class ExampleWriter:
-    """Buffers Examples and writes them with COPY (PostgreSQL) or bulk_create, in the order they arrive."""
+    """Writes Examples in the order they arrive: on PostgreSQL through one COPY kept open from the first row to
+    `close()`, fed a batch of pre-encoded text-format lines at a time, so the server parses one batch while the
+    caller makes the next (a COPY per batch left each side waiting on the other); elsewhere with bulk_create.
+    Nothing else may use the connection until `close()`; use it as a context manager (an error aborts the COPY)."""
 
     def __init__(self, version: DatasetVersion):
         self.version_id, self.pending, self.count = version.pk, [], 0
+        self._copy = ExitStack()
+        self._stream = None
+        self._prefix = b"%d\t" % version.pk
 
     def add(self, example: Example) -> None:
         self.pending.append(example)
@@ -32,29 +39,66 @@ class ExampleWriter:
             self.flush()
 
     def flush(self) -> None:
-        rows = [self._row(self.count + i, e) for i, e in enumerate(self.pending)]
-        self.count += len(self.pending)
-        self.pending = []
-        if not rows:
+        pending, self.pending = self.pending, []
+        if not pending:
             return
-        if connection.vendor == "postgresql":
-            columns = ", ".join(f'"{c}"' for c in COLUMNS)
-            with (
-                connection.cursor() as cursor,
-                cursor.cursor.copy(f"COPY {EXAMPLE_TABLE} ({columns}) FROM STDIN") as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
-        else:
+        if connection.vendor != "postgresql":
+            rows = [self._row(self.count + i, e) for i, e in enumerate(pending)]
             DatasetExample.objects.bulk_create(
                 [DatasetExample(**dict(zip(COLUMNS, _python(row), strict=True))) for row in rows],
                 batch_size=1000,
             )
+        else:
+            if self._stream is None:
+                columns = ", ".join(f'"{c}"' for c in COLUMNS)
+                cursor = self._copy.enter_context(connection.cursor())
+                self._stream = self._copy.enter_context(
+                    cursor.cursor.copy(f"COPY {EXAMPLE_TABLE} ({columns}) FROM STDIN")
+                )
+            self._stream.write(b"".join([self._line(self.count + i, e) for i, e in enumerate(pending)]))
+        self.count += len(pending)
+
+    def close(self) -> None:
+        """Write what is pending and end the COPY (the server then has every row)."""
+        self.flush()
+        self._stream = None
+        self._copy.close()
+
+    def __enter__(self) -> "ExampleWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self._stream = None
+            self._copy.__exit__(*exc)  # the COPY is abandoned: the server discards its rows
+
+    def _line(self, position: int, e: Example) -> bytes:
+        """One row in COPY's text format. orjson escapes every control character inside JSON, so only the
+        backslashes of a JSON text need doubling; free texts go through `_text`."""
+        case_id = e.ref.get("case") if e.origin in ("case", "version") else None
+        return b"%s%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n" % (
+            self._prefix, position, _text(e.split), orjson.dumps(e.fields).replace(b"\\", b"\\\\"), e.tokens,
+            _text(e.origin), orjson.dumps(e.ref).replace(b"\\", b"\\\\"),
+            b"\\N" if case_id is None else str(case_id).encode(), _text(e.augmented), e.group, _text(e.category[:100]),
+            _text(e.key),
+        )  # fmt: skip
 
     def _row(self, position: int, e: Example) -> tuple:
         case_id = e.ref.get("case") if e.origin in ("case", "version") else None
         return (self.version_id, position, e.split, orjson.dumps(e.fields).decode(), e.tokens, e.origin,
                 orjson.dumps(e.ref).decode(), case_id, e.augmented, e.group, e.category[:100], e.key)  # fmt: skip
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str) -> bytes:
+    """A text field in COPY's text format (backslash, tab, newline and carriage return escaped)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = value.translate(_COPY_ESCAPES)
+    return value.encode()
 
 
 def _python(row: tuple) -> tuple:
@@ -65,12 +109,12 @@ class ContentHasher:
     """sha256 over the canonical JSON of each example (split, task type, fields, augmentation) in order."""
 
     def __init__(self):
-        self.digest = hashlib.sha256()
+        from datasets_app.pipeline.exports import canonical_bytes  # (pyarrow stays out of the web process)
+
+        self.digest, self.line = hashlib.sha256(), canonical_bytes
 
     def add(self, e: Example) -> None:
-        from datasets_app.pipeline.exports import canonical_row
-
-        self.digest.update(orjson.dumps(canonical_row(e), option=orjson.OPT_SORT_KEYS) + b"\n")
+        self.digest.update(self.line(e))
 
     def hexdigest(self) -> str:
         return self.digest.hexdigest()

@@ -344,3 +344,42 @@ def test_a_build_runs_on_a_real_worker_with_progress_and_a_log(world, dataset, s
     assert job.progress == 1.0 and job.worker_hostname.startswith("test-")
     assert [line["step"] for line in job.log][-1] == "ready"
     assert DatasetExample.objects.filter(version=version).count() == 50
+
+
+def test_texts_with_backslashes_tabs_and_line_breaks_are_stored_and_read_back_unchanged(world, dataset):
+    """The COPY writer encodes rows itself: what a user typed must come back byte for byte."""
+    from datasets_app.services.version_rows import version_examples
+
+    tricky = 'C:\\temp\\new\tcol\n"quoted" \\N \\\\ \r\n end \u00e9\u4e2d'
+    rng = random.Random(3)
+    words = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ro") for b in ("ba", "de", "fo", "gu", "ha")]
+    lines = [{"messages": [{"role": "user", "content": " ".join(rng.sample(words, 12)) + f" {tricky}?"},
+                           {"role": "assistant", "content": f"answer {i}: {tricky}"}],
+              "category": f"cat\\{i % 2}\tx"}
+             for i in range(30)]  # fmt: skip
+    body = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines).encode()
+    source = source_file_add(user=world.users["Data Scientist"], dataset=dataset,
+                             upload=SimpleUploadedFile("tricky.jsonl", body))  # fmt: skip
+    recipe_body = recipe(normalise={"collapse_whitespace": False})
+    recipe_body["sources"].update(cases=None, files=[source.pk])
+    version = build_inline(new_version(world, dataset, recipe_body))
+    assert version.status == VersionStatus.READY, version.error
+    rows = {e.ref["line"]: e for e in version_examples(version.pk)}
+    assert len(rows) == 30
+    for line, example in rows.items():
+        assert example.fields["messages"][1]["content"].endswith(f"answer {line - 1}: {tricky}")
+        assert example.category == f"cat\\{(line - 1) % 2}\tx"
+
+
+def test_an_export_that_fails_in_its_process_fails_the_build_and_stores_nothing(world, dataset, monkeypatch):
+    from datasets_app.pipeline import exports
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(exports, "export_all", broken)
+    for i in range(20):
+        approved_case(i)
+    version = build_inline(new_version(world, dataset, recipe()))
+    assert version.status == VersionStatus.FAILED and "disk full" in version.error
+    assert not DatasetExample.objects.filter(version=version).exists()
