@@ -21,11 +21,12 @@ from training_app.selectors import MAX_CHART_POINTS, job_checkpoints, metric_ser
 from training_app.services.submit import fine_tune_submit
 
 DEFAULT_SERIES = "train_loss,val_loss"
+# (chart key, series names, title)
 CHARTS = (
-    ("loss", "train_loss,val_loss"),
-    ("lr", "lr"),
-    ("grad_norm", "grad_norm"),
-    ("tokens_per_s", "tokens_per_s"),
+    ("loss", "train_loss,val_loss", "Loss: train and validation"),
+    ("lr", "lr", "Learning rate"),
+    ("grad_norm", "grad_norm", "Gradient norm"),
+    ("tokens_per_s", "tokens_per_s", "Tokens per second"),
 )
 
 

@@ -4,6 +4,16 @@
 (function () {
   var COLOURS = ["#2f5bd3", "#a35f00", "#1e7a46", "#b0245a", "#6b3fb3", "#00818a", "#5d6677", "#c23b22"];
   var TERMINAL = { succeeded: 1, failed: 1, cancelled: 1 };
+  var STEP_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];  // whole steps
+
+  // y-axis ticks readable at every scale: 2e-4 for a learning rate, 6.52 for a loss, 12,000 for tokens/s
+  function tick(v) {
+    if (v === 0) return "0";
+    var a = Math.abs(v);
+    if (a < 0.01 || a >= 1e6) return v.toExponential(1);
+    if (a >= 1000) return Math.round(v).toLocaleString("en");
+    return String(Number(v.toPrecision(3)));
+  }
 
   // series: [{label, x: [...], y: [...]}] -> uPlot columns on the union of their steps
   function columns(series) {
@@ -30,7 +40,7 @@
       title: box.getAttribute("aria-label") || "",
       width: Math.max(box.clientWidth, 300), height: 220,
       scales: { x: { time: false } },
-      axes: [{ label: "step" }, {}],
+      axes: [{ label: "step", incrs: STEP_INCRS }, { values: function (u, ticks) { return ticks.map(tick); }, size: 60 }],
       series: [{ label: "step" }].concat(series.map(function (s, i) {
         return { label: s.label, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: true, points: { show: false } };
       })),
