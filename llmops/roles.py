@@ -39,6 +39,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "training.submit": frozenset({DATA_SCIENTIST, ADMIN}),
     # model registry: everyone sees the models, their versions and lineage
     "registry.view": EVERYONE,
+    # data scientists (and admins) register base models from a folder or a hub id
+    "registry.register": frozenset({DATA_SCIENTIST, ADMIN}),
 }
 
 # What each role is for, shown on the home page.

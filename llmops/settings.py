@@ -178,6 +178,11 @@ STORAGES = {
     },
 }
 ARTIFACT_ROOT = env_path("ARTIFACT_ROOT", VAR_DIR / "artifacts")
+# Folders a base model may be registered from through the web and the API (never any path on the server)
+MODEL_IMPORT_ROOTS = env_list("MODEL_IMPORT_ROOTS", [str(VAR_DIR / "models"), str(ARTIFACT_ROOT)])
+# The Hugging Face hub that hub ids resolve against (a mirror or a private hub works too), and its token if any
+HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co")
+HF_TOKEN = env_str("HF_TOKEN", "")
 MEDIA_ROOT = env_path("MEDIA_ROOT", VAR_DIR / "media")
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
@@ -235,6 +240,7 @@ SPECTACULAR_SETTINGS = {
         "CaseStatusEnum": "datasets_app.models.cases.CaseStatus",
         "JobStatusEnum": "llmops.jobs.JobStatus",
         "VersionStatusEnum": "datasets_app.models.datasets.VersionStatus",
+        "ImportSourceEnum": "registry_app.models.ImportSource",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

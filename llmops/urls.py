@@ -51,6 +51,7 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/v1/", include("datasets_app.api_urls")),
     path("api/v1/", include("training_app.api_urls")),
+    path("api/v1/", include("registry_app.api_urls")),
     path("v1/", include("training_app.openai_api.urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from llmops.jobs import Job
+
 
 class ModelTask(models.TextChoices):
     CAUSAL_LM = "causal_lm", "causal language model"
@@ -66,3 +68,29 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model.name} v{self.number}"
+
+
+class ImportSource(models.TextChoices):
+    FOLDER = "folder", "a folder on the portal's storage"
+    HUB = "hub", "a Hugging Face hub id"
+
+
+class BaseImport(Job):
+    """Register a base model from a folder or a Hugging Face id, on the cpu queue (a hub download takes a while)."""
+
+    TASK = "registry.import_base"
+    QUEUE = "cpu"
+
+    name = models.CharField(max_length=100, help_text="The registered model it becomes a base version of.")
+    task = models.CharField(max_length=16, choices=ModelTask.choices)
+    source = models.CharField(max_length=8, choices=ImportSource.choices)
+    location = models.CharField(max_length=500, help_text="The folder, or the hub id (owner/name).")
+    revision = models.CharField(
+        max_length=100, blank=True, help_text="Hub branch, tag or commit; main if empty."
+    )
+    result_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta(Job.Meta):
+        verbose_name = "base model import"

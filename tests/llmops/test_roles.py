@@ -10,7 +10,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from datasets_app.models import Dataset, DatasetVersion, ErrorCase, ImportJob
 from llmops.models import DiagnosticJob
 from llmops.roles import MATRIX, ROLES, required_permission_for
-from registry_app.models import ModelVersion, RegisteredModel
+from registry_app.models import BaseImport, ModelVersion, RegisteredModel
 from training_app.models import FineTuneJob, Study
 
 # URL names whose kwargs must come from the fixture world: name -> factory(world) -> kwargs.
@@ -73,6 +73,7 @@ URL_KWARGS = {
     "training:job-metrics": lambda w: {"pk": w["fine_tune"].pk},
     "training:job": lambda w: {"pk": w["fine_tune"].pk},
     "registry:version": lambda w: {"name": "tiny", "number": 1},
+    "api-base-import": lambda w: {"pk": w["base_import"].pk},
     "training:job-cancel": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune": lambda w: {"pk": w["fine_tune"].pk},
     "api-fine-tune-cancel": lambda w: {"pk": w["fine_tune"].pk},
@@ -155,6 +156,7 @@ def guarded_world(world):
             method="lora",
             config={},
         ),
+        "base_import": BaseImport.objects.create(name="tiny", task="causal_lm", source="hub", location="a/b"),
         "study": Study.objects.create(
             name="search",
             base=ModelVersion.objects.get(model__name="tiny"),
