@@ -28,12 +28,13 @@ def test_healthz_is_503_and_names_the_broker_when_it_is_down(client, db, setting
 def test_metrics_count_requests_by_view_and_report_jobs_and_queue_depth(client, world, broker):
     DiagnosticJob.objects.create(seconds=0)
     broker.rpush("gpu", "a", "b")
+    broker.rpush("gpu\x06\x165", "c")  # a normal-priority job's list (llmops.jobs.broker_priority)
     world.client("PM").get(reverse("home"))
     text = client.get(reverse("metrics")).content.decode()
     assert 'llmops_http_requests_total{method="GET",status="200",view="home"}' in text
     assert 'llmops_http_request_duration_seconds_bucket{le="0.005",method="GET",view="home"}' in text
     assert 'llmops_jobs{status="queued",type="diagnosticjob"} 1.0' in text
-    assert 'llmops_queue_depth{queue="gpu"} 2.0' in text and 'llmops_queue_depth{queue="cpu"} 0.0' in text
+    assert 'llmops_queue_depth{queue="gpu"} 3.0' in text and 'llmops_queue_depth{queue="cpu"} 0.0' in text
 
 
 def test_metrics_can_require_a_token(client, db, settings):
