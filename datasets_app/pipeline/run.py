@@ -99,12 +99,14 @@ class RowSpool:
                 yield first, rows
 
     def fetch(self, indexes: Iterable[int]) -> dict[int, Example]:
-        found = {}
+        found, batch, rows = {}, -1, []
         with self.path.open("rb") as f:
             for index in sorted(set(indexes)):
-                batch = bisect_right(self.firsts, index) - 1
-                f.seek(self.offsets[batch])
-                found[index] = Example(*orjson.loads(f.readline())[index - self.firsts[batch]])
+                if bisect_right(self.firsts, index) - 1 != batch:  # each batch is read and parsed once
+                    batch = bisect_right(self.firsts, index) - 1
+                    f.seek(self.offsets[batch])
+                    rows = orjson.loads(f.readline())
+                found[index] = Example(*rows[index - self.firsts[batch]])
         return found
 
 
