@@ -102,6 +102,10 @@ def _store(version: DatasetVersion, result, log: BuildLog, work: Path) -> str:
     same spool on the other core (it never touches the database: see pipeline/forked.py)."""
     from datasets_app.pipeline.exports import export_all
     from datasets_app.pipeline.forked import Forked
+    from datasets_app.pipeline.formats_columns import arrow_schema
+
+    # imports `datasets` (1-2 s) here, once per worker process, rather than in every build's export child
+    arrow_schema(version.dataset.task_type)
 
     card, hasher = CardBuilder(), ContentHasher()
     out = Path(settings.ARTIFACT_ROOT) / "datasets" / str(version.dataset_id) / f"v{version.number}"
