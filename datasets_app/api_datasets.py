@@ -20,13 +20,12 @@ from datasets_app.services.datasets import dataset_create, source_file_add, vers
 from datasets_app.services.leakage import leakage_against_model
 from datasets_app.views.version_downloads import file_stem
 from datasets_app.views.versions import redacted
-from llmops.api_errors import error_body
+from llmops.api_errors import error_body, validation_error_body
 from registry_app.models import ModelVersion
 
 
 def _invalid(exc: DjangoValidationError) -> Response:
-    fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-    return Response(error_body(400, "invalid", "Invalid input.", fields), status=400)
+    return Response(validation_error_body(exc), status=400)
 
 
 class DatasetOutput(serializers.ModelSerializer):

@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.exceptions import ValidationError
@@ -19,7 +20,15 @@ def error_body(status_code: int, code: str, message: str, fields: dict | None = 
     return {"error": body}
 
 
+def validation_error_body(exc: DjangoValidationError) -> dict:
+    """A service's ValidationError (every problem, keyed by field) as the API's 400 body."""
+    fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+    return error_body(400, "invalid", "Invalid input.", fields)
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, DjangoValidationError):  # a service refused the input: a 400 naming the fields
+        return Response(validation_error_body(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):

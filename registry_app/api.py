@@ -1,13 +1,11 @@
 """Registry API: register a base model from a folder or a hub id (a cpu job), and follow the import."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from llmops.api_errors import error_body
 from registry_app.base_imports import base_import_submit
 from registry_app.models import BaseImport, ImportSource, ModelTask
 
@@ -36,10 +34,9 @@ class BaseImportCreateApi(APIView):
     def post(self, request):
         data = self.BaseImportInput(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            job = base_import_submit(user=request.user, **data.validated_data)
-        except DjangoValidationError as exc:
-            return Response(error_body(400, "invalid", "Invalid input.", exc.message_dict), status=400)
+        job = base_import_submit(
+            user=request.user, **data.validated_data
+        )  # a ValidationError becomes a 400 naming the fields
         return Response(BaseImportOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 

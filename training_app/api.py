@@ -1,6 +1,5 @@
 """Fine-tune API: submit (every hyperparameter problem in one 400) and read one job with its metrics summary."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -47,11 +46,9 @@ class FineTuneCreateApi(APIView):
     def post(self, request):
         data = self.FineTuneInput(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            job = fine_tune_submit(user=request.user, **data.validated_data)
-        except DjangoValidationError as exc:
-            fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-            return Response(error_body(400, "invalid", "Invalid input.", fields), status=400)
+        job = fine_tune_submit(
+            user=request.user, **data.validated_data
+        )  # a ValidationError becomes a 400 naming the fields
         return Response(FineTuneOutput(job).data, status=status.HTTP_201_CREATED)
 
 

@@ -1,7 +1,6 @@
 """Study API: create a hyperparameter search (every problem in one 400), list studies, read one with its leaderboard,
 and cancel it with its running trials."""
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -85,11 +84,9 @@ class StudyListCreateApi(APIView):
     def post(self, request):
         data = self.StudyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            study = study_create(user=request.user, **data.validated_data)
-        except DjangoValidationError as exc:
-            fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-            return Response(error_body(400, "invalid", "Invalid input.", fields), status=400)
+        study = study_create(
+            user=request.user, **data.validated_data
+        )  # a ValidationError becomes a 400 naming the fields
         return Response(StudyDetailOutput(study).data, status=status.HTTP_201_CREATED)
 
 
