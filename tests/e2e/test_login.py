@@ -10,7 +10,16 @@ from llmops.roles import ADMIN, ARCHITECT, DATA_SCIENTIST, PM
 from tests.conftest import USERNAMES
 from tests.e2e.conftest import login, screenshot
 
-EVERYONE = ["Home", "Error notebook", "Curation", "Datasets", "Fine-tuning", "API tokens", "API docs"]
+EVERYONE = [
+    "Home",
+    "Error notebook",
+    "Curation",
+    "Datasets",
+    "Fine-tuning",
+    "Models",
+    "API tokens",
+    "API docs",
+]
 NAVIGATION = {
     PM: EVERYONE,
     DATA_SCIENTIST: EVERYONE,
@@ -21,6 +30,7 @@ NAVIGATION = {
         "Curation",
         "Datasets",
         "Fine-tuning",
+        "Models",
         "Diagnostics",
         "API tokens",
         "API docs",
