@@ -341,7 +341,8 @@ class Dedup:
 
     Sketches and band keys are computed by `THREADS` background threads while the caller goes on with the next
     rows (numpy releases the GIL while it hashes), at most `IN_FLIGHT` batches ahead; results are stored in
-    submission order, so row numbers stay the collect order. No processes: a Celery prefork worker may not fork."""
+    submission order, so row numbers stay the collect order. A build makes the keys in its StepWorker process and
+    hands them to `add` (stepworker.py); `collect` makes them here (replay rows, callers without a worker)."""
 
     name = "dedup"
 
@@ -369,6 +370,13 @@ class Dedup:
                 texts, ids = self._texts, self._ids
             yield example
         stats.rows_in += len(texts)
+        self._submit()
+
+    def add(self, keys: list[str], texts: list[str], stats: StepStats) -> None:
+        """Rows whose `keyed_texts` were made elsewhere (a StepWorker), numbered in the order they come."""
+        stats.rows_in += len(keys)
+        self._texts += texts
+        self._ids += [int(key[:16], 16) for key in keys]
         self._submit()
 
     def _submit(self) -> None:

@@ -1,7 +1,8 @@
 """Run a dataset version's build steps: `run_pipeline(examples, recipe, ...) -> PipelineResult`.
 
-1. Stream, a batch of rows at a time: normalise -> filter -> sensitive -> integrity -> dedup.collect, then the
-   batch is written to `spool_dir/rows.jsonl`. Replay rows (a seeded sample of round(ratio × task rows) from
+1. Stream, a batch of rows at a time: normalise -> filter -> sensitive -> integrity -> dedup keys in a second
+   process (stepworker.py) while this one reads the next batches, then the sketches here and the batch written
+   to `spool_dir/rows.jsonl`. Replay rows (a seeded sample of round(ratio × task rows) from
    `replay`, marked origin "replay") follow the task rows through dedup.collect into the spool.
 2. dedup.decide: which rows are kept, their cluster ids.
 3. split, on arrays: rows leaking into a pinned test split are dropped, the rest assigned train / validation /
@@ -47,6 +48,7 @@ from datasets_app.pipeline.normalise import Normalise
 from datasets_app.pipeline.recipe import Recipe
 from datasets_app.pipeline.sensitive import Sensitive
 from datasets_app.pipeline.split import TEST, TRAIN, VALIDATION, assign_splits
+from datasets_app.pipeline.stepworker import IN_FLIGHT, Processed, StepWorker
 from datasets_app.pipeline.tokens import TokenCounter
 from datasets_app.pipeline.types import DROPPED_EXAMPLES_KEPT, SPLITS, BuildError, Example, StepStats
 
@@ -77,6 +79,14 @@ class RowSpool:
     def __init__(self, path: Path):
         self.path, self.count, self.offsets, self.firsts = path, 0, [], []
         self._file = path.open("wb")
+
+    def write_line(self, line: bytes, count: int) -> None:
+        """A batch already encoded as `write` would (stepworker.Processed.line)."""
+        if count:
+            self.offsets.append(self._file.tell())
+            self.firsts.append(self.count)
+            self._file.write(line)
+            self.count += count
 
     def write(self, rows: list[Example]) -> None:
         if rows:
@@ -209,23 +219,42 @@ class _Build:
         return out
 
     def stream(self, examples: Iterable[Example]) -> None:
+        """Read the sources here while a StepWorker runs the per-row steps on the other core (stepworker.py)."""
         rows, seen, reported = iter(examples), 0, 0
-        while True:
-            with gc_paused():  # the source's rows too: reading them makes as many dicts as the steps do
-                batch = list(islice(rows, BATCH))
+        with StepWorker(self.stream_steps, self.stats, keyed_texts) as worker:
+            while True:
+                with gc_paused():  # the source's rows too: reading them makes as many dicts as the steps do
+                    batch = list(islice(rows, BATCH))
                 if not batch:
                     break
                 seen += len(batch)
                 self._check_task_type(batch, "source")
-                for step in self.stream_steps:
-                    batch = self._timed(step.name, step, batch)
-                self._spool(batch)
-            if seen - reported >= REPORT_EVERY:
-                reported = seen
-                self.report(0.6 * min(1.0, seen / self.total) if self.total else 0.0, f"{seen} rows read")
+                worker.submit(batch)
+                while worker.pending > IN_FLIGHT:
+                    self._spool_processed(worker.receive())
+                if seen - reported >= REPORT_EVERY:
+                    reported = seen
+                    self.report(0.6 * min(1.0, seen / self.total) if self.total else 0.0, f"{seen} rows read")
+            while worker.pending:
+                self._spool_processed(worker.receive())
+            self._merge(worker.finish())
         for name in ("normalise", "filter", "sensitive", "integrity"):
             if not self.stats[name].rows_out:
                 raise BuildError(self._nothing_left(name))
+
+    def _merge(self, stats: dict[str, StepStats]) -> None:
+        for name in ("normalise", "filter", "sensitive", "integrity"):
+            self.stats[name] = stats[name]
+        self.stats["dedup"].seconds += stats["dedup"].seconds  # the keys, made in the worker
+
+    def _spool_processed(self, done: Processed) -> None:
+        started = time.perf_counter()
+        self.dedup.add(done.keys, done.texts, self.stats["dedup"])
+        self.rows.write_line(done.line, len(done.keys))
+        codes = self.categories
+        self.category_codes.extend([codes.setdefault(c, len(codes)) for c in done.categories])
+        self.replayed.extend(done.replays)
+        self.stats["dedup"].seconds += time.perf_counter() - started
 
     def _check_task_type(self, batch: list[Example], what: str) -> None:
         for example in batch:
