@@ -105,6 +105,8 @@ def _interrupt(*_):
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM, like Ctrl-C, unwinds and stops what was started
+    # Python leaves SIGINT ignored when it starts ignored (a shell's background job): Ctrl-C must still stop us
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     var = Path(os.environ.get("VAR_DIR", ROOT / "var")).resolve()
     (var / "logs").mkdir(parents=True, exist_ok=True)
     port = int(os.environ.get("PORT", "8000"))
