@@ -160,6 +160,14 @@ def job_models() -> list[type[Job]]:
 PRIORITY_HIGHEST, PRIORITY_LOWEST = 5, -4
 
 
+def broker_lists(queue: str) -> list[str]:
+    """The Redis lists a queue's messages wait in: kombu keeps priority 0 in the queue's own list and each other
+    step (settings' priority_steps, 0–9) in "<queue><sep><step>"."""
+    from kombu.transport.redis import Channel
+
+    return [queue, *(f"{queue}{Channel.sep}{step}" for step in range(1, 10))]
+
+
 def broker_priority(job: Job) -> int:
     """5 (urgent) -> 0 ... 0 (normal) -> 5 ... -4 (lowest) -> 9; values beyond the ends clamp to them."""
     priority = getattr(job, "priority", 0) or 0

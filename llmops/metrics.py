@@ -7,22 +7,21 @@ from django.conf import settings
 from django.db.models import Count
 from prometheus_client.core import GaugeMetricFamily
 
-from llmops.jobs import JobStatus, job_models
+from llmops.jobs import JobStatus, broker_lists, job_models
 
 log = logging.getLogger(__name__)
 QUEUES = ("cpu", "gpu")
-# kombu's Redis transport keeps priorities in extra lists named "<queue>\x06\x16<priority>".
-_PRIORITY_SUFFIXES = ("",) + tuple(f"\x06\x16{p}" for p in range(1, 10))
 
 
 def queue_depths(client: redis.Redis) -> dict[str, int]:
+    """Messages waiting per queue, summed over its priority lists."""
+    lists = {queue: broker_lists(queue) for queue in QUEUES}
     with client.pipeline(transaction=False) as pipe:
-        for queue in QUEUES:
-            for suffix in _PRIORITY_SUFFIXES:
-                pipe.llen(queue + suffix)
-        lengths = pipe.execute()
-    per_queue = len(_PRIORITY_SUFFIXES)
-    return {q: sum(lengths[i * per_queue : (i + 1) * per_queue]) for i, q in enumerate(QUEUES)}
+        for names in lists.values():
+            for name in names:
+                pipe.llen(name)
+        lengths = iter(pipe.execute())
+    return {queue: sum(next(lengths) for _ in names) for queue, names in lists.items()}
 
 
 def broker_client() -> redis.Redis:

@@ -168,3 +168,25 @@ def start_worker(transactional_db, broker, tmp_path):
 def fast_password_hashing(settings):
     """PBKDF2's deliberate slowness is for production; tests only need a hasher that works."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """The tiny offline model, built once for the whole run; tests only read it (copy it to change it)."""
+    from workers.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def artifacts(settings, tmp_path) -> Path:
+    """ARTIFACT_ROOT under the test's own tmp folder; heartbeats rare enough that an in-process job is never
+    taken for a lost one."""
+    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+    settings.JOB_HEARTBEAT_SECONDS = 600
+    return settings.ARTIFACT_ROOT
+
+
+@pytest.fixture
+def scientist(world):
+    return world.users[DATA_SCIENTIST]

@@ -13,23 +13,8 @@ from datasets_app.services.leakage import leakage_against_model, model_training_
 from registry_app.models import VersionFormat, VersionSource
 from registry_app.services import base_model_register, derived_version_register
 from tests.datasets_app.test_build import approved_case, build_inline, recipe
-from workers.tiny import build_tiny_model
 
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(autouse=True)
-def artifacts(settings, tmp_path):
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.JOB_HEARTBEAT_SECONDS = 600
-
-
-@pytest.fixture
-def scientist(world):
-    return world.users["Data Scientist"]
+pytestmark = pytest.mark.usefixtures("artifacts")
 
 
 def key(ref: dict) -> str:

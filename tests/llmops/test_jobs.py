@@ -7,21 +7,16 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 from django.utils import timezone
-from kombu.transport.redis import Channel as RedisChannel
 
-from llmops.jobs import IllegalTransition, JobStatus, Reporter, jobs_reap_stale
+from llmops.jobs import IllegalTransition, JobStatus, Reporter, broker_lists, jobs_reap_stale
 from llmops.models import DiagnosticJob
 from llmops.services import diagnostic_job_cancel, diagnostic_job_create, diagnostic_run
 from llmops.tasks import run_diagnostic
 
 
-def priority_lists(queue: str) -> list[str]:
-    return [queue, *(f"{queue}{RedisChannel.sep}{p}" for p in range(1, 10))]
-
-
 def queued_messages(broker, queue="cpu") -> list[dict]:
     """Messages waiting in ``queue``, from all its priority lists (kombu names them queue, queue<sep>1 … 9)."""
-    lists = priority_lists(queue)
+    lists = broker_lists(queue)
     return [json.loads(raw) for name in lists for raw in broker.lrange(name, 0, -1)]
 
 
@@ -177,7 +172,7 @@ class TestReaper:
     def test_a_silent_running_job_is_requeued_with_a_new_task_id(self, broker, settings):
         settings.JOB_STALE_AFTER_SECONDS = 5
         job = make_running(diagnostic_job_create(user=None, seconds=1), heartbeat_age=60)
-        broker.delete(*priority_lists("cpu"))
+        broker.delete(*broker_lists("cpu"))
         old_task = job.celery_task_id
         report = jobs_reap_stale()
         job.refresh_from_db()

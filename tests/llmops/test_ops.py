@@ -5,6 +5,7 @@ import logging
 
 from django.urls import reverse
 
+from llmops.jobs import broker_lists
 from llmops.models import DiagnosticJob
 from llmops.observability import ContextFilter, JsonFormatter, job_id_var
 
@@ -28,7 +29,7 @@ def test_healthz_is_503_and_names_the_broker_when_it_is_down(client, db, setting
 def test_metrics_count_requests_by_view_and_report_jobs_and_queue_depth(client, world, broker):
     DiagnosticJob.objects.create(seconds=0)
     broker.rpush("gpu", "a", "b")
-    broker.rpush("gpu\x06\x165", "c")  # a normal-priority job's list (llmops.jobs.broker_priority)
+    broker.rpush(broker_lists("gpu")[5], "c")  # a normal-priority job's list (llmops.jobs.broker_priority)
     world.client("PM").get(reverse("home"))
     text = client.get(reverse("metrics")).content.decode()
     assert 'llmops_http_requests_total{method="GET",status="200",view="home"}' in text

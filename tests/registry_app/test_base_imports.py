@@ -16,21 +16,13 @@ from django.urls import reverse
 from llmops.jobs import JobStatus
 from registry_app.base_imports import base_import_run, base_import_submit
 from registry_app.models import BaseImport, ModelVersion
-from workers.tiny import build_tiny_model
 
 REPO, COMMIT = "acme/tiny-chat", "c0ffee" * 6 + "c0ff"
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture(autouse=True)
-def roots(settings, tmp_path):
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
+def roots(settings, artifacts, tmp_path):
     settings.MODEL_IMPORT_ROOTS = [str(tmp_path / "models")]
-    settings.JOB_HEARTBEAT_SECONDS = 600
     return tmp_path / "models"
 
 

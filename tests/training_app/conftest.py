@@ -11,26 +11,14 @@ from datasets_app.services.datasets import dataset_create, version_create
 from registry_app.models import ModelVersion
 from registry_app.services import base_model_register
 from tests.datasets_app.test_build import approved_case, recipe
-from workers.tiny import build_tiny_model
 
 FAST = {"max_steps": 4, "batch_size": 4, "lora_r": 4, "max_seq_len": 128, "eval_every": 2}
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture(autouse=True)
-def artifacts(settings, tmp_path) -> Path:
-    settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.JOB_HEARTBEAT_SECONDS = 600
-    return settings.ARTIFACT_ROOT
-
-
-@pytest.fixture
-def scientist(world):
-    return world.users["Data Scientist"]
+def artifacts(artifacts) -> Path:
+    """Every training test writes its artifacts under its own tmp folder (tests/conftest.py's fixture)."""
+    return artifacts
 
 
 @pytest.fixture

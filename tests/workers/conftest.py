@@ -1,11 +1,7 @@
-"""Fixtures shared by the engine's tests: the tiny model (built once per module) and one torch thread."""
-
-from pathlib import Path
+"""Fixtures shared by the engine's tests: one torch thread (the tiny model comes from tests/conftest.py)."""
 
 import pytest
 import torch
-
-from workers.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -15,8 +11,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
