@@ -178,8 +178,8 @@ STORAGES = {
     },
 }
 ARTIFACT_ROOT = env_path("ARTIFACT_ROOT", VAR_DIR / "artifacts")
-# Folders a base model may be registered from through the web and the API (never any path on the server)
-MODEL_IMPORT_ROOTS = env_list("MODEL_IMPORT_ROOTS", [str(VAR_DIR / "models"), str(ARTIFACT_ROOT)])
+# Folders a web or API user may name: a base model to register, a tokenizer for a recipe (never any server path)
+MODEL_IMPORT_ROOTS = env_list("MODEL_IMPORT_ROOTS", [str(VAR_DIR / "models")])  # ARTIFACT_ROOT counts too
 # The Hugging Face hub that hub ids resolve against (a mirror or a private hub works too), and its token if any
 HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co")
 HF_TOKEN = env_str("HF_TOKEN", "")

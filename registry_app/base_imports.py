@@ -34,17 +34,25 @@ HUB_FILES = [
 
 
 def import_roots() -> list[Path]:
-    """Where a folder may be registered from through the web and the API (not any path on the server)."""
-    return [Path(root).resolve() for root in settings.MODEL_IMPORT_ROOTS]
+    """Where a web or API user may point at a model or tokenizer folder (never any path on the server): the
+    configured roots and the portal's own artifact store."""
+    return [Path(root).resolve() for root in [*settings.MODEL_IMPORT_ROOTS, settings.ARTIFACT_ROOT]]
+
+
+def outside_import_roots(folder: Path) -> str:
+    """'' when ``folder`` (symlinks resolved) lies under an import root, else where it must lie."""
+    roots = import_roots()
+    if any(folder.resolve().is_relative_to(root) for root in roots):
+        return ""
+    return f"must lie under {' or '.join(str(r) for r in roots)}"
 
 
 def _folder_problems(location: str) -> list[str]:
     folder = Path(location).expanduser()
     if not folder.is_absolute():
         return [f"{location}: give an absolute path"]
-    roots = import_roots()
-    if not any(folder.resolve().is_relative_to(root) for root in roots):
-        return [f"{location}: a model folder must lie under {' or '.join(str(r) for r in roots)}"]
+    if outside := outside_import_roots(folder):
+        return [f"{location}: a model folder {outside}"]
     return model_folder_problems(folder.resolve(), VersionFormat.HF)
 
 

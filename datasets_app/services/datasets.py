@@ -194,16 +194,12 @@ def _reference_problems(dataset: Dataset, recipe: dict) -> dict[str, list[str]]:
     return problems
 
 
-def tokenizer_roots() -> list[Path]:
-    """Where a recipe may point for a tokenizer: model folders the portal itself stores, never any server path."""
-    return [Path(settings.ARTIFACT_ROOT).resolve(), (Path(settings.VAR_DIR) / "models").resolve()]
-
-
 def _tokenizer_problem(path: str) -> str:
+    from registry_app.base_imports import outside_import_roots
+
     folder = Path(path).resolve()
-    roots = tokenizer_roots()
-    if not any(folder.is_relative_to(root) for root in roots):
-        return f"a tokenizer folder must lie under {' or '.join(str(r) for r in roots)}"
+    if outside := outside_import_roots(folder):
+        return f"a tokenizer folder {outside}"
     if not ((folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()):
         return f"{path} holds no tokenizer (tokenizer.json or tokenizer_config.json)"
     return ""
