@@ -41,6 +41,11 @@ MATRIX: dict[str, frozenset[str]] = {
     "registry.view": EVERYONE,
     # data scientists (and admins) register base models from a folder or a hub id
     "registry.register": frozenset({DATA_SCIENTIST, ADMIN}),
+    # evaluation: everyone reads runs and comparison reports; data scientists (and admins) run and compare;
+    # PMs, data scientists and admins give the human good/bad label that the judge's agreement is measured on
+    "evaluation.view": EVERYONE,
+    "evaluation.submit": frozenset({DATA_SCIENTIST, ADMIN}),
+    "evaluation.label": frozenset({PM, DATA_SCIENTIST, ADMIN}),
 }
 
 # What each role is for, shown on the home page.
@@ -59,6 +64,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("Datasets", "datasets:list", "datasets.view"),
     ("Fine-tuning", "training:list", "training.view"),
     ("Models", "registry:list", "registry.view"),
+    ("Evaluation", "evaluation:list", "evaluation.view"),
     ("Diagnostics", "diagnostics:list", "diagnostics.view"),
     ("API tokens", "tokens", "tokens.manage"),
     ("API docs", "api-docs", "api.docs"),

@@ -199,6 +199,13 @@ TRAINING_METRIC_FLUSH_SECONDS = env_float("TRAINING_METRIC_FLUSH_SECONDS", 5.0)
 # The submit form's cost-benefit estimate: training tokens per second per GPU, and the price of a GPU-hour.
 TRAINING_TOKENS_PER_SECOND_ESTIMATE = env_float("TRAINING_TOKENS_PER_SECOND_ESTIMATE", 2000.0)
 TRAINING_PRICE_PER_GPU_HOUR = env_float("TRAINING_PRICE_PER_GPU_HOUR", 2.0)
+# Evaluation. After a fine-tune succeeds, its version and its base are scored on this split of the fine-tune's
+# dataset version and compared ("" turns the automatic evaluation off).
+EVAL_AUTO_SPLIT = env_str("EVAL_AUTO_SPLIT", "test")
+EVAL_AUTO_SUITES = env_list("EVAL_AUTO_SUITES", ["task", "rules", "robustness", "efficiency"])
+EVAL_FORGETTING_THRESHOLD = env_float("EVAL_FORGETTING_THRESHOLD", 0.05)  # general-pack drop flagged (0..1)
+EVAL_BOOTSTRAP_RESAMPLES = env_int("EVAL_BOOTSTRAP_RESAMPLES", 2000)
+EVAL_NOISE_RATE = env_float("EVAL_NOISE_RATE", 0.05)  # share of characters edited by the robustness suite
 
 # --- security (production mode) -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
