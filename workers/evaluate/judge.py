@@ -88,22 +88,14 @@ SYSTEM = "You are a strict, impartial evaluator. You answer with JSON only."
 class JudgeConfig:
     """Where the judge model lives and how to call it."""
 
-    base_url: str
-    """OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (``/chat/completions`` is appended)."""
-    model: str
-    """Model name sent in each request."""
-    api_key: str = ""
-    """Sent as ``Authorization: Bearer <api_key>`` when set."""
-    timeout_s: float = 30.0
-    """Per request; a reply slower than this is an error for that example (after retries)."""
-    max_retries: int = 1
-    """Extra attempts after a timeout, a refused connection, 429 or 5xx."""
-    concurrency: int = 4
-    """Requests in flight at once."""
-    price_input_per_1k: float = 0.0
-    """Cost per 1,000 prompt tokens (from the reply's usage)."""
-    price_output_per_1k: float = 0.0
-    """Cost per 1,000 completion tokens."""
+    base_url: str  # OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (+ /chat/completions)
+    model: str  # model name sent in each request
+    api_key: str = ""  # sent as "Authorization: Bearer <api_key>" when set
+    timeout_s: float = 30.0  # per request; slower is an error for that example (after retries)
+    max_retries: int = 1  # extra attempts after a timeout, a refused connection, 429 or 5xx
+    concurrency: int = 4  # requests in flight at once
+    price_input_per_1k: float = 0.0  # cost per 1,000 prompt tokens (from the reply's usage)
+    price_output_per_1k: float = 0.0  # cost per 1,000 completion tokens
 
     def validate(self) -> None:
         problems: dict[str, list[str]] = {}
@@ -118,7 +110,7 @@ class JudgeConfig:
             bad("model", "must not be empty")
         if any(c in (self.api_key or "") for c in "\r\n"):
             bad("api_key", "must be one line")
-        if not _positive(self.timeout_s):
+        if not _number(self.timeout_s) or not 0 < self.timeout_s < float("inf"):
             bad("timeout_s", "must be a positive number of seconds")
         if not _whole(self.max_retries) or self.max_retries < 0 or self.max_retries > 10:
             bad("max_retries", "must be a whole number from 0 to 10")
@@ -134,10 +126,6 @@ class JudgeConfig:
 
 def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
-
-def _positive(value) -> bool:
-    return _number(value) and 0 < value < float("inf")
 
 
 def _whole(value) -> bool:
@@ -312,26 +300,18 @@ def judge(config: JudgeConfig, rubric: str, items: list[JudgeItem], *, progress=
     template = RUBRICS[rubric]
     prompts = [
         template.format(
-            question=item.question,
-            answer=item.answer,
-            reference=item.reference or "(none)",
-            context=item.context or "(none)",
+            question=i.question,
+            answer=i.answer,
+            reference=i.reference or "(none)",
+            context=i.context or "(none)",
         )
-        for item in items
+        for i in items
     ]
     verdicts = []
-    for reply in _run_all(config, prompts, progress):
-        score, reason, error = (None, "", reply.error) if reply.text is None else parse_score(reply.text)
+    for r in _run_all(config, prompts, progress):
+        score, reason, error = (None, "", r.error) if r.text is None else parse_score(r.text)
         verdicts.append(
-            Verdict(
-                score,
-                reason,
-                error,
-                reply.latency_s,
-                reply.prompt_tokens,
-                reply.completion_tokens,
-                reply.cost,
-            )
+            Verdict(score, reason, error, r.latency_s, r.prompt_tokens, r.completion_tokens, r.cost)
         )
     return verdicts
 
@@ -373,17 +353,8 @@ def judge_pairwise(config: JudgeConfig, items: list[PairItem], *, progress=None)
         else:
             consistent = first == second
             winner = first if consistent else "tie"
-        verdicts.append(
-            PairVerdict(
-                winner,
-                first,
-                second,
-                consistent,
-                error or None,
-                ab.latency_s + ba.latency_s,
-                ab.cost + ba.cost,
-            )
-        )
+        latency, cost = ab.latency_s + ba.latency_s, ab.cost + ba.cost
+        verdicts.append(PairVerdict(winner, first, second, consistent, error or None, latency, cost))
     return verdicts
 
 
