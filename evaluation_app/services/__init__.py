@@ -1,0 +1,1 @@
+"""Writes and orchestration of evaluation: submit runs, execute them on a worker, compare, evaluate after a fine-tune."""
