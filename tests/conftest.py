@@ -99,6 +99,9 @@ class WorkerProcess:
             JOB_STALE_AFTER_SECONDS="3",
             DB_CONN_MAX_AGE="0",
             PYTHONUNBUFFERED="1",
+            # a fine-tune's automatic evaluation is tested on its own (tests/evaluation_app/test_auto.py);
+            # elsewhere it would only keep the worker busy after the job under test has ended
+            EVAL_AUTO_SPLIT="",
             **{k: str(v) for k, v in env_overrides.items()},
         )
         self.log_path = log_path

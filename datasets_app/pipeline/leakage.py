@@ -148,9 +148,14 @@ def ids_and_texts(examples: list[Example]) -> tuple[np.ndarray, list[str]]:
 def leakage_report(train_like: Iterable[Example], test: Iterable[Example], threshold: float = 0.8) -> dict:
     """How many `test` rows appear again in `train_like`, exactly or nearly (see the module docstring)."""
     test = list(test)
+    return leak_matches(train_like, test, threshold).as_dict([example.ref for example in test])
+
+
+def leak_matches(train_like: Iterable[Example], test: list[Example], threshold: float = 0.8) -> LeakReport:
+    """The accumulated matches; ``.kind[i]`` is test row i's strongest match (0 none, EXACT, NEAR)."""
     index = NearIndex(*ids_and_texts(test), threshold)
     report = LeakReport(index)
     rows = iter(train_like)
     while batch := list(islice(rows, BATCH)):
         report.add(*index.match_texts(*ids_and_texts(batch)), [example.ref for example in batch])
-    return report.as_dict([example.ref for example in test])
+    return report

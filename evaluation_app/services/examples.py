@@ -34,6 +34,8 @@ class EvalExample:
     gold_ids: list[str] | None = None  # RAG: the ids that should have been retrieved
     retrieved_ids: list[str] | None = None
     check: dict | None = None  # general pack: the rule that decides correctness
+    fields: dict = field(default_factory=dict)  # the canonical row (what training data would hold)
+    task_type: str = ""  # the dataset task type of ``fields``
 
 
 def content_key(fields: dict) -> str:
@@ -42,7 +44,7 @@ def content_key(fields: dict) -> str:
 
 def from_fields(fields: dict, *, task: str, position: int, **extra) -> EvalExample:
     """A dataset row (chat / instruction / classification / preference fields) as an EvalExample."""
-    ex = EvalExample(key=content_key(fields), position=position, **extra)
+    ex = EvalExample(key=content_key(fields), position=position, fields=fields, **extra)
     if task == "classification":
         ex.text, ex.reference = str(fields.get("text", "")), str(fields.get("label", ""))
         return ex
@@ -79,8 +81,8 @@ def version_examples(
     out = []
     for row in rows[:limit] if limit else rows:
         tags = [t.name for t in row.case.tags.all()] if row.case_id and row.case else []
-        out.append(from_fields(row.fields, task=task, position=len(out), example_id=row.pk,
-                               case_id=row.case_id, category=row.category, tags=tags))  # fmt: skip
+        out.append(from_fields(row.fields, task=task, position=len(out), example_id=row.pk, case_id=row.case_id,
+                               category=row.category, tags=tags, task_type=version.dataset.task_type))  # fmt: skip
     return out
 
 
@@ -103,7 +105,7 @@ def regression_examples(product: str, *, task: str, limit: int | None) -> list[E
         if example is None:
             continue
         out.append(from_fields(example.fields, task=task, position=len(out), case_id=case.pk,
-                               category=example.category, tags=tags))  # fmt: skip
+                               category=example.category, tags=tags, task_type=dataset_task))  # fmt: skip
     return out
 
 
@@ -136,3 +138,20 @@ def apply_template(messages: list[dict], *, system_prompt: str, few_shot: list[d
             {"role": "assistant", "content": shot["assistant"]},
         ]
     return [*system, *shots, *rest]
+
+
+def general_dataset_examples(*, task: str, per_version: int = 200) -> list[EvalExample]:
+    """Test rows of every dataset marked "general" (its newest ready version) whose task the model can take."""
+    from datasets_app.models import Dataset, VersionStatus
+
+    out: list[EvalExample] = []
+    for dataset in Dataset.objects.filter(is_general=True).order_by("name"):
+        if (task == "classification") != (dataset.task_type == "classification"):
+            continue
+        version = dataset.versions.filter(status=VersionStatus.READY).order_by("-number").first()
+        if version is None or not (version.counts or {}).get("test"):
+            continue
+        for example in version_examples(version, "test", task=task, limit=per_version):
+            example.position, example.category = len(out), f"{dataset.name}"
+            out.append(example)
+    return out

@@ -26,6 +26,13 @@ def fine_tune_run(*, job_id: int, task_id: str, hostname: str | None) -> RunOutc
         study_trial_finished(job_id=job_id)
     except Exception:
         log.exception("the study of fine-tune %s could not advance", job_id)
+    if outcome.status == "succeeded":
+        try:  # scored against its base on the dataset's test split; the report computes when both runs end
+            from evaluation_app.services.auto import fine_tune_evaluate
+
+            fine_tune_evaluate(job_id=job_id)
+        except Exception:
+            log.exception("fine-tune %s could not be queued for evaluation", job_id)
     return outcome
 
 
