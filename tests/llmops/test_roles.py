@@ -89,6 +89,37 @@ URL_KWARGS = {
     },
     "openai-model": lambda w: {"model": "tiny:v1"},
 }
+
+
+def evaluation_api_objects(w) -> dict:
+    """A queued evaluation run with one result, and a report on it, made once per test for the evaluation API."""
+    if "evaluation_api" not in w:
+        from evaluation_app.models import ComparisonReport, EvalResult, EvalRun
+
+        run = EvalRun.objects.create(model_version=w["fine_tune"].base, dataset_version=w["version"])
+        result = EvalResult.objects.create(run=run, position=0, key="k0", prompt=[])
+        report = ComparisonReport.objects.create(baseline=run, candidate=run)
+        w["evaluation_api"] = {"run": run, "result": result, "report": report}
+    return w["evaluation_api"]
+
+
+URL_KWARGS.update(
+    {
+        **{
+            name: (lambda w: {"pk": evaluation_api_objects(w)["run"].pk})
+            for name in ("api-evaluation", "api-evaluation-cancel", "api-evaluation-results")
+        },
+        "api-evaluation-result-label": lambda w: {
+            "pk": evaluation_api_objects(w)["run"].pk,
+            "result_id": evaluation_api_objects(w)["result"].pk,
+        },
+        **{
+            name: (lambda w: {"pk": evaluation_api_objects(w)["report"].pk})
+            for name in ("api-comparison", "api-comparison-items")
+        },
+    }
+)
+
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
     "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",
