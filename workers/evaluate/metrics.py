@@ -87,7 +87,7 @@ def _check_classification_input(y_true, y_pred, labels, probs) -> None:
 
 
 def _auc(y_true, labels, probs) -> tuple[float | None, str | None]:
-    """OvR macro ROC AUC, or None and the reason. Rows are renormalised to sum to 1 (scikit-learn requires it)."""
+    """OvR macro ROC AUC, or None and the reason. Rows not summing to 1 are renormalised (scikit-learn needs it)."""
     if probs is None:
         return None, "no probabilities given"
     if len(labels) < 2:
@@ -114,9 +114,9 @@ def _auc(y_true, labels, probs) -> tuple[float | None, str | None]:
         missing = [label for label in labels if label not in present]
         if missing:
             return None, f"labels never true, their one-vs-rest AUC is undefined: {', '.join(missing[:10])}"
-        return float(
-            roc_auc_score(y_true, scores / totals, multi_class="ovr", average="macro", labels=labels)
-        ), None
+        if not np.allclose(totals, 1.0):  # only when needed: dividing by 1.0000000000000002 breaks ties
+            scores = scores / totals
+        return float(roc_auc_score(y_true, scores, multi_class="ovr", average="macro", labels=labels)), None
     except ValueError as exc:  # scikit-learn's own "not defined" cases
         return None, str(exc)
 

@@ -166,7 +166,7 @@ def _nested_quantifier(pattern: str, flags: int) -> bool:
             op, av = node
             if op in repeats:
                 low, high, body = av
-                if inside and low != high:
+                if inside and low != high and high > 1:  # an inner "?" cannot split a run two ways
                     return True
                 return walk(body, inside or high == c.MAXREPEAT or high > 10)
             return walk(av, False if op in barriers else inside)
