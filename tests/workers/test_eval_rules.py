@@ -187,3 +187,8 @@ def test_summary_gives_pass_rates_per_rule_and_the_share_passing_everything():
         ("keywords_required", 3, 4, 0.75),
     ]
     assert rules_summary([])["all_passed_rate"] is None
+
+
+def test_rules_holding_values_json_cannot_store_are_refused():
+    with pytest.raises(RuleError, match="only JSON values"):
+        apply_rules([{"kind": "keywords_required", "keywords": {"a", "b"}}], "a b")

@@ -17,6 +17,10 @@ Scales: BLEU and chrF 0..100 (sacrebleu's), ROUGE and exact match 0..1.
 
 Sentence-level BLEU uses ``effective_order=True`` (sacrebleu's advice for single sentences: a short answer with no
 4-gram match is not 0). These per-example scores feed wins/losses and the paired bootstrap in ``stats``.
+
+Measured on a busy 2-CPU box: importing rouge-score costs ~8 s once (it imports nltk), so the libraries are
+imported inside the functions and the web process never pays it; after that, 1,000 English pairs take ~1.9 s for
+the corpus suite and ~2.2 s scored one by one, 1,000 Chinese pairs ~1.7 s.
 """
 
 from __future__ import annotations

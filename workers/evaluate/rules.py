@@ -25,7 +25,8 @@ Regular expressions come from users and run on model outputs, and Python's ``re`
    matches, so a SIGALRM timer (``signal.setitimer``) interrupts it; the rule then fails with a detail saying the
    pattern was too slow. The timer is only used in the main thread (Celery's prefork children run tasks there) and
    only when no other ITIMER_REAL is armed; elsewhere guards 1 and 2 stand alone.
-The other kinds look at the whole text.
+The other kinds look at the whole text. Cost: the timer's four system calls make a regex rule ~50 µs instead of
+~20 µs per text; validated rules and their compiled checkers are cached by content across ``apply_rules`` calls.
 """
 
 from __future__ import annotations
@@ -227,7 +228,13 @@ def _check_length(rule: dict, problems: list[str]) -> dict:
 def apply_rules(rules: list[dict], text: str) -> list[dict]:
     """One result per rule: {"rule": 1-based position, "name", "kind", "passed", "detail": why it failed or ""}."""
     results = []
-    for position, (rule, check) in enumerate(_prepared(json.dumps(rules, sort_keys=True)), start=1):
+    try:
+        key = json.dumps(rules, sort_keys=True)
+    except (TypeError, ValueError):
+        raise RuleError(
+            ["rules must hold only JSON values (text, numbers, true/false, lists, objects)"]
+        ) from None
+    for position, (rule, check) in enumerate(_prepared(key), start=1):
         passed, detail = check(text)
         results.append(
             {"rule": position, "name": rule["name"], "kind": rule["kind"], "passed": passed, "detail": detail}
