@@ -29,7 +29,7 @@ def report_sections(report: ComparisonReport) -> dict:
         "metrics": summary.get("metrics") or [],
         "mcnemar": summary.get("mcnemar"),
         "outcomes": summary.get("outcomes") or {},
-        "cases": [(value, label, cases.get(value, 0)) for value, label in CaseOutcome.choices],
+        "cases": [(value, value.replace("_", " "), cases.get(value, 0)) for value in CaseOutcome.values],
         "has_cases": any(cases.values()) if cases else False,
         "by_category": summary.get("by_category") or [],
         "by_tag": summary.get("by_tag") or [],
@@ -65,7 +65,12 @@ def _cell(value) -> str:
         return f"{value:.4g}"
     if value is None:
         return "—"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return _text(str(value)).replace("|", "\\|").replace("\n", " ")
+
+
+def _text(value: str) -> str:
+    """User-written text in Markdown: HTML is shown, never rendered (a Markdown viewer may pass raw HTML on)."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _table(headers: list[str], rows: list[list]) -> list[str]:
@@ -90,10 +95,11 @@ def _warnings(report: ComparisonReport, s: dict) -> list[str]:
 def report_markdown(report: ComparisonReport) -> str:
     s = report_sections(report)
     mark = " (untrustworthy)" if s["untrustworthy"] else ""
-    lines = [f"# Comparison report #{report.pk}{': ' + report.name if report.name else ''}", "",
-             f"- Baseline: run #{report.baseline_id}, {report.baseline.model_version} on {report.baseline.source_label}",
-             f"- Candidate: run #{report.candidate_id}, {report.candidate.model_version} on "
-             f"{report.candidate.source_label}",
+    lines = [f"# Comparison report #{report.pk}{': ' + _text(report.name) if report.name else ''}", "",
+             f"- Baseline: run #{report.baseline_id}, {_text(str(report.baseline.model_version))} on "
+             f"{_text(report.baseline.source_label)}",
+             f"- Candidate: run #{report.candidate_id}, {_text(str(report.candidate.model_version))} on "
+             f"{_text(report.candidate.source_label)}",
              f"- Status: {report.status}; examples: {s['summary'].get('examples', '—')}", ""]  # fmt: skip
     lines += _warnings(report, s)
     lines += ["## Metrics" + mark, ""]

@@ -17,6 +17,7 @@ EVERYONE = [
     "Datasets",
     "Fine-tuning",
     "Models",
+    "Evaluation",
     "API tokens",
     "API docs",
 ]
@@ -31,6 +32,7 @@ NAVIGATION = {
         "Datasets",
         "Fine-tuning",
         "Models",
+        "Evaluation",
         "Diagnostics",
         "API tokens",
         "API docs",

@@ -120,6 +120,46 @@ URL_KWARGS.update(
     }
 )
 
+
+def evaluation_page_objects(w) -> dict:
+    """The evaluation API's objects plus one report item, for the evaluation pages."""
+    objects = evaluation_api_objects(w)
+    if "item" not in objects:
+        from evaluation_app.models import ComparisonItem
+
+        result = objects["result"]
+        objects["item"] = ComparisonItem.objects.create(
+            report=objects["report"], key=result.key, baseline=result, candidate=result, outcome="tie"
+        )
+    return objects
+
+
+URL_KWARGS.update(
+    {
+        **{
+            f"evaluation:{name}": (lambda w: {"pk": evaluation_page_objects(w)["run"].pk})
+            for name in ("run", "run-cancel")
+        },
+        **{
+            f"evaluation:{name}": (
+                lambda w: {
+                    "pk": evaluation_page_objects(w)["run"].pk,
+                    "result_pk": evaluation_page_objects(w)["result"].pk,
+                }
+            )
+            for name in ("result", "result-label")
+        },
+        **{
+            f"evaluation:{name}": (lambda w: {"pk": evaluation_page_objects(w)["report"].pk})
+            for name in ("report", "report-export-html", "report-export-md")
+        },
+        "evaluation:report-item": lambda w: {
+            "pk": evaluation_page_objects(w)["report"].pk,
+            "item_pk": evaluation_page_objects(w)["item"].pk,
+        },
+    }
+)
+
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
     "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",
