@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -62,9 +63,13 @@ def report_detail(request, pk: int):
     report = get_object_or_404(_reports(), pk=pk)
     context = _list_context(report, request)
     if request.htmx and request.htmx.target == "items":
-        return render(request, "evaluation_app/report_detail.html#items", context)
-    context.update(s=report_sections(report), can_submit=has_perm(request.user, "evaluation.submit"))
-    return render(request, "evaluation_app/report_detail.html", context)
+        response = render(request, "evaluation_app/report_detail.html#items", context)
+    else:
+        context.update(s=report_sections(report), can_submit=has_perm(request.user, "evaluation.submit"))
+        response = render(request, "evaluation_app/report_detail.html", context)
+    # the list's URL is pushed to the history: the browser must not answer "back" with the cached fragment
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 @role_required("evaluation.view")

@@ -35,6 +35,10 @@ EXAMPLES = [
 
 @pytest.fixture
 def e_versions(db) -> tuple[ModelVersion, ModelVersion]:
+    return make_versions()
+
+
+def make_versions() -> tuple[ModelVersion, ModelVersion]:
     model = RegisteredModel.objects.create(name="support-bot", task="causal_lm")
     base = ModelVersion.objects.create(
         model=model, number=1, source="base", artifact_uri="/m/1", sha256="a" * 64
@@ -46,6 +50,10 @@ def e_versions(db) -> tuple[ModelVersion, ModelVersion]:
 
 @pytest.fixture
 def e_cases(db) -> list[ErrorCase]:
+    return make_cases()
+
+
+def make_cases() -> list[ErrorCase]:
     return [
         ErrorCase.objects.create(
             messages=[{"role": "user", "content": f"question {i}"}],
@@ -82,11 +90,16 @@ def e_run(version: ModelVersion, side: str, cases: list[ErrorCase], **fields) ->
 
 @pytest.fixture
 def e_report(e_versions, e_cases) -> ComparisonReport:
-    base, tuned = e_versions
-    baseline = e_run(base, "baseline", e_cases, name="base run")
+    return make_report(e_versions, e_cases)
+
+
+def make_report(versions: tuple[ModelVersion, ModelVersion], cases: list[ErrorCase]) -> ComparisonReport:
+    """Baseline and candidate runs on the same examples, and their report computed by comparison_compute."""
+    base, tuned = versions
+    baseline = e_run(base, "baseline", cases, name="base run")
     leakage = {"checked": True, "exact": 1, "near": 0, "examples": [{"position": 5, "key": "key5", "kind": "exact",
                                                                      "case": None}]}  # fmt: skip
-    candidate = e_run(tuned, "candidate", e_cases, name="tuned run", leakage=leakage,
+    candidate = e_run(tuned, "candidate", cases, name="tuned run", leakage=leakage,
                       system_prompt="Be brief.")  # fmt: skip
     report = ComparisonReport.objects.create(name=f"tuned vs base {SCRIPT}", baseline=baseline, candidate=candidate,
                                              forgetting_threshold=0.05)  # fmt: skip
