@@ -19,10 +19,14 @@ Design:
   absolute positions counted from the left and pool the first token, Llama-style heads read the last non-pad
   token, so both give the same logits as one text at a time (the tests check batched == one-by-one on a tiny
   BERT and a tiny Llama; left padding breaks the BERT case). ``latency_s`` is the batch's wall time shared
-  evenly among its texts.
+  evenly among its texts. Measured on all-MiniLM-L6-v2 with a 3-label head, 512 texts of 3-150 words, CPU
+  (2 cores, shared with other jobs, so read the ratios, not the rates): length-sorted batches of 32 ran 7.7
+  texts/s, the same batches in input order 4.1 (1.9x slower, same probabilities to 6e-8), one text at a time
+  1.8.
 - ``saliency`` is gradient x input on the input embeddings, summed over the hidden dimension, for one label's
   logit (Simonyan et al. 2014; Shrikumar et al. 2017): signed, so a token pushing towards the label is positive.
-  Scores are scaled so that the largest magnitude is 1. One forward and one backward pass per text.
+  Scores are scaled so that the largest magnitude is 1. One forward and one backward pass per text (about
+  2x a single classification in the run above).
 
 Plain Python + torch: never imports django.
 """
