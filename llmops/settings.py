@@ -203,6 +203,7 @@ TRAINING_PRICE_PER_GPU_HOUR = env_float("TRAINING_PRICE_PER_GPU_HOUR", 2.0)
 # dataset version and compared ("" turns the automatic evaluation off).
 EVAL_AUTO_SPLIT = env_str("EVAL_AUTO_SPLIT", "test")
 EVAL_AUTO_SUITES = env_list("EVAL_AUTO_SUITES", ["task", "rules", "robustness", "efficiency"])
+EVAL_AUTO_MAX_NEW_TOKENS = env_int("EVAL_AUTO_MAX_NEW_TOKENS", 128)
 EVAL_FORGETTING_THRESHOLD = env_float("EVAL_FORGETTING_THRESHOLD", 0.05)  # general-pack drop flagged (0..1)
 EVAL_BOOTSTRAP_RESAMPLES = env_int("EVAL_BOOTSTRAP_RESAMPLES", 2000)
 EVAL_NOISE_RATE = env_float("EVAL_NOISE_RATE", 0.05)  # share of characters edited by the robustness suite

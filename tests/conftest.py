@@ -193,3 +193,11 @@ def artifacts(settings, tmp_path) -> Path:
 @pytest.fixture
 def scientist(world):
     return world.users[DATA_SCIENTIST]
+
+
+@pytest.fixture
+def base(scientist, tiny_dir):
+    """The tiny model registered as a base version ("tiny" v1)."""
+    from registry_app.services import base_model_register
+
+    return base_model_register(user=scientist, name="tiny", path=tiny_dir, task="causal_lm")

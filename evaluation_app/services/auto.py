@@ -32,10 +32,11 @@ def fine_tune_evaluate(*, job_id: int) -> ComparisonReport | None:
     if not (version.counts or {}).get(split):
         log.info("fine-tune %s: its dataset version has no %s split; not evaluated", job_id, split)
         return None
+    generation = {"max_new_tokens": settings.EVAL_AUTO_MAX_NEW_TOKENS}
     common = {"dataset_version": version, "split": split, "suites": suites, "trigger": Trigger.AUTO,
-              "source_job": job, "user": job.created_by}  # fmt: skip
+              "source_job": job, "user": job.created_by, "generation": generation}  # fmt: skip
     try:
-        baseline = _reusable(job.base, version, split, suites) or eval_run_submit(
+        baseline = _reusable(job.base, version, split, suites, generation) or eval_run_submit(
             model_version=job.base, name=f"{job.base} (base of fine-tune #{job.pk})", **common
         )
         candidate = eval_run_submit(model_version=job.result_version, name=f"fine-tune #{job.pk}", **common)
@@ -48,7 +49,7 @@ def fine_tune_evaluate(*, job_id: int) -> ComparisonReport | None:
         return None
 
 
-def _reusable(model_version, version, split: str, suites: list[str]) -> EvalRun | None:
+def _reusable(model_version, version, split: str, suites: list[str], generation: dict) -> EvalRun | None:
     return (
         EvalRun.objects.filter(
             model_version=model_version,

@@ -6,6 +6,7 @@ judge-error; the run completes and its summary says how many.
 from evaluation_app.models import EvalRun, Suite
 from evaluation_app.services import scoring
 from evaluation_app.services.examples import EvalExample
+from evaluation_app.services.target import storable
 
 
 def judge_config(run: EvalRun, api_key: str):
@@ -55,7 +56,7 @@ def _question(target, example: EvalExample) -> str:
 
 def _record(rows: list[dict], name: str, verdicts) -> None:
     for row, v in zip(rows, verdicts, strict=True):
-        row.setdefault("judge", {})[name] = {"score": v.score, "reason": v.reason, "error": v.error,
+        row.setdefault("judge", {})[name] = {"score": v.score, "reason": storable(v.reason), "error": v.error,
                                              "cost": v.cost, "latency_s": v.latency_s}  # fmt: skip
         if v.error:
             row["judge_error"] = True

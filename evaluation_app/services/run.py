@@ -112,7 +112,9 @@ def _score_all(run, target, examples, general, progress, report) -> str:
     if Suite.RULES in run.suites and run.rules:
         from workers.evaluate.rules import rules_summary
 
-        metrics["rules"] = rules_summary([r["rules"] for r in rows])
+        summary = rules_summary([r["rules"] for r in rows])
+        metrics["rules"] = {"per_rule": summary["rules"], "all_pass_rate": summary["all_passed_rate"],
+                            "all_passed": summary["all_passed"], "examples": summary["examples"]}  # fmt: skip
     if Suite.ROBUSTNESS in run.suites:
         metrics["robustness"] = _robustness(run, target, examples, rows, lang, progress)
     if Suite.SALIENCY in run.suites and classifier:

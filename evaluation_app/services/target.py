@@ -23,6 +23,11 @@ class Prediction:
     probs: dict | None = None
 
 
+def storable(text: str) -> str:
+    """PostgreSQL text and JSON cannot hold NUL; a model (or a judge) can say it."""
+    return text.replace("\x00", "\ufffd")
+
+
 def model_paths(version: ModelVersion) -> tuple[str, str | None]:
     """(folder to load, base folder for an adapter or None)."""
     if version.format != VersionFormat.PEFT_ADAPTER:
@@ -73,7 +78,7 @@ class Target:
 
         prompts = [prompt_ids(self.tokenizer, self.messages(e)) for e in examples]
         out = generate(self.model, self.tokenizer, prompts, self.config, progress=progress)
-        return [Prediction(g.text, g.latency_s, g.prompt_tokens, g.new_tokens) for g in out]
+        return [Prediction(storable(g.text), g.latency_s, g.prompt_tokens, g.new_tokens) for g in out]
 
     def reference_nll(self, examples: list[EvalExample]) -> list[tuple[float, int]]:
         from workers.generate import prompt_ids, reference_nll

@@ -8,8 +8,6 @@ import pytest
 from datasets_app.models import DatasetVersion, VersionStatus
 from datasets_app.services.build import build_run
 from datasets_app.services.datasets import dataset_create, version_create
-from registry_app.models import ModelVersion
-from registry_app.services import base_model_register
 from tests.datasets_app.test_build import approved_case, recipe
 
 FAST = {"max_steps": 4, "batch_size": 4, "lora_r": 4, "max_seq_len": 128, "eval_every": 2}
@@ -19,11 +17,6 @@ FAST = {"max_steps": 4, "batch_size": 4, "lora_r": 4, "max_seq_len": 128, "eval_
 def artifacts(artifacts) -> Path:
     """Every training test writes its artifacts under its own tmp folder (tests/conftest.py's fixture)."""
     return artifacts
-
-
-@pytest.fixture
-def base(scientist, tiny_dir) -> ModelVersion:
-    return base_model_register(user=scientist, name="tiny", path=tiny_dir, task="causal_lm")
 
 
 def ready_version(scientist, cases: int = 20, name: str = "support answers") -> DatasetVersion:

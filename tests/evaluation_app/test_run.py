@@ -1,0 +1,199 @@
+"""Evaluation runs on the tiny model: in-process through the job lifecycle (as a worker runs them), and once through
+a real Celery worker; a judge that is a real HTTP server on loopback."""
+
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from datasets_app.models import CaseStatus, ErrorCase
+from evaluation_app.models import EvalResult, EvalRun, Pack
+from evaluation_app.services.run import eval_run_execute
+from evaluation_app.services.submit import eval_run_submit
+from llmops.jobs import JobStatus
+from registry_app.models import VersionFormat, VersionSource
+from registry_app.services import derived_version_register
+from tests.conftest import wait_until
+from tests.datasets_app.test_build import approved_case
+from tests.training_app.conftest import ready_version
+
+SHORT = {"max_new_tokens": 6}
+
+
+@pytest.fixture(autouse=True)
+def _artifacts(artifacts):
+    return artifacts
+
+
+def execute(run: EvalRun) -> EvalRun:
+    """What the worker's task does, in this process."""
+    run.refresh_from_db()
+    eval_run_execute(run_id=run.pk, task_id=run.celery_task_id, hostname="test")
+    run.refresh_from_db()
+    return run
+
+
+def test_it_scores_every_test_example_with_task_rules_robustness_efficiency_and_the_general_pack(
+    scientist, base
+):
+    version = ready_version(scientist)
+    run = eval_run_submit(user=scientist, model_version=base, dataset_version=version, generation=SHORT,
+                          suites=["task", "rules", "robustness", "efficiency"],
+                          rules=[{"kind": "length", "max_chars": 5000}, {"kind": "json_valid"}])  # fmt: skip
+    run = execute(run)
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    task = list(run.results.filter(pack=Pack.TASK))
+    assert len(task) == version.counts["test"] == run.example_count
+    assert all(r.prediction is not None and r.latency_ms > 0 and r.case_id for r in task)
+    assert all(len(r.rules) == 2 and r.rules[0]["passed"] and not r.rules[1]["passed"] for r in task)
+    assert all(r.correct is False for r in task)  # json_valid fails on the tiny model's babble
+    assert run.metrics["rules"]["per_rule"][0]["pass_rate"] == 1.0
+    assert {"bleu", "chrf", "rougeL", "exact_match", "perplexity"} <= set(run.metrics["task"])
+    assert run.metrics["task"]["perplexity"] > 1
+    assert all(r.noisy_prediction is not None and r.noisy_score is not None for r in task)
+    assert set(run.metrics["robustness"]) >= {"clean", "noisy", "drop"}
+    eff = run.metrics["efficiency"]
+    assert (
+        eff["latency_p95_ms"] >= eff["latency_p50_ms"] > 0
+        and eff["parameters"] > 0
+        and eff["model_size_bytes"] > 0
+    )
+    general = run.results.filter(pack=Pack.GENERAL)
+    assert general.count() == 34 and set(run.metrics["general"]["by_category"]) == {
+        "arithmetic",
+        "format",
+        "general",
+    }
+    assert run.leakage["checked"] is False and "no training data" in run.leakage["note"]
+
+
+def test_a_prompt_template_is_what_the_model_sees_and_keys_stay_those_of_the_examples(scientist, base):
+    version = ready_version(scientist)
+    plain = execute(eval_run_submit(user=scientist, model_version=base, dataset_version=version,
+                                    generation=SHORT, general_pack=False))  # fmt: skip
+    templated = execute(eval_run_submit(
+        user=scientist, model_version=base, dataset_version=version, generation=SHORT, general_pack=False,
+        system_prompt="You are the shop's support agent.", few_shot=[{"user": "hi", "assistant": "hello"}],
+    ))  # fmt: skip
+    first = templated.results.order_by("position").first()
+    assert [m["role"] for m in first.prompt][:3] == ["system", "user", "assistant"]
+    assert first.prompt[0]["content"] == "You are the shop's support agent."
+    assert set(plain.results.values_list("key", flat=True)) == set(
+        templated.results.values_list("key", flat=True)
+    )
+
+
+def test_test_examples_the_model_trained_on_are_counted_and_listed_as_leaked(
+    scientist, base, artifacts, tiny_dir
+):
+    version = ready_version(scientist)
+    folder = artifacts / "tuned"
+    shutil.copytree(tiny_dir, folder)
+    tuned = derived_version_register(user=scientist, base=base, path=folder, source=VersionSource.FINE_TUNE,
+                                     fmt=VersionFormat.HF, lineage={"dataset_version": version.pk})  # fmt: skip
+    run = execute(eval_run_submit(user=scientist, model_version=tuned, dataset_version=version, split="train",
+                                  generation=SHORT, general_pack=False))  # fmt: skip
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert run.leakage["checked"] and run.leakage["exact"] == version.counts["train"] == run.leaked
+    assert run.results.filter(leaked="exact").count() == version.counts["train"]
+    assert len(run.leakage["examples"]) == version.counts["train"]
+    clean = execute(eval_run_submit(user=scientist, model_version=tuned, dataset_version=version,
+                                    generation=SHORT, general_pack=False))  # fmt: skip
+    assert clean.leakage["checked"] and clean.leaked == 0  # the test split was kept apart by the build
+
+
+def test_the_regression_suite_is_every_approved_case_of_the_product(scientist, base):
+    for i in range(3):
+        approved_case(i, product="shop")
+    approved_case(3, product="other")
+    draft = approved_case(4, product="shop")
+    ErrorCase.objects.filter(pk=draft.pk).update(status=CaseStatus.CORRECTED)
+    run = execute(eval_run_submit(user=scientist, model_version=base, product="shop", generation=SHORT,
+                                  general_pack=False))  # fmt: skip
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    cases = set(run.results.values_list("case__product", "case__status"))
+    assert cases == {("shop", CaseStatus.APPROVED)} and run.results.count() == 3
+
+
+class Judge(BaseHTTPRequestHandler):
+    """An OpenAI-compatible judge: a score of 4 for most answers, garbage when the question mentions 'Question 1 '."""
+
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        Judge.seen.append(prompt)
+        text = "no idea, sorry" if "Question 1 " in prompt else '{"score": 4, "reason": "close enough"}'
+        reply = {"choices": [{"message": {"role": "assistant", "content": text}}],
+                 "usage": {"prompt_tokens": 100, "completion_tokens": 10}}  # fmt: skip
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def judge_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Judge.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_a_judge_that_answers_garbage_marks_those_examples_and_the_run_completes(scientist, base, judge_url):
+    for i in range(4):
+        approved_case(i, product="shop")
+    judge = {"base_url": judge_url, "model": "judge", "rubrics": ["correctness"], "price_input_per_1k": 1.0}
+    run = execute(eval_run_submit(user=scientist, model_version=base, product="shop", generation=SHORT,
+                                  suites=["task", "judge"], judge=judge, general_pack=False))  # fmt: skip
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    errors = run.results.filter(judge_error=True)
+    assert errors.count() == 1 and "Question 1 " in errors.get().prompt[-1]["content"]
+    assert run.metrics["judge_errors"] == 1
+    summary = run.metrics["judge"]["correctness"]
+    assert summary["errors"] == 1 and summary["scored"] == 3 and summary["total_cost"] == pytest.approx(0.4)
+    judged = run.results.exclude(judge_error=True).first()
+    assert judged.score == pytest.approx(0.75)  # the correctness verdict 4 of 1..5 is the primary score
+    assert len(Judge.seen) == 4
+
+
+def test_it_refuses_an_empty_split_a_wrong_task_and_an_invalid_rule_naming_each(scientist, base):
+    version = ready_version(scientist)
+    with pytest.raises(ValidationError) as e:
+        eval_run_submit(user=scientist, model_version=base, dataset_version=version, split="nope",
+                        rules=[{"kind": "regex_must", "pattern": "(unclosed"}],
+                        suites=["task", "judge", "saliency"], generation={"max_new_tokens": 0})  # fmt: skip
+    problems = e.value.message_dict
+    assert "empty" in problems["split"][0]
+    assert "rule 1" in problems["rules"][0]
+    assert any("judge" in p for p in problems["judge"])
+    assert any("saliency" in p for p in problems["suites"])
+    assert "max_new_tokens" in problems["generation"][0]
+    assert EvalRun.objects.count() == 0
+    with pytest.raises(ValidationError) as e:
+        eval_run_submit(user=scientist, model_version=base, product="nobody")
+    assert "empty" in e.value.message_dict["product"][0]
+
+
+@pytest.mark.worker
+def test_an_evaluation_runs_through_a_real_celery_worker(scientist, base, start_worker):
+    for i in range(3):
+        approved_case(i, product="shop")
+    run = eval_run_submit(user=scientist, model_version=base, product="shop", generation=SHORT)
+    start_worker(queues="gpu")
+    wait_until(lambda: EvalRun.objects.get(pk=run.pk).status in (JobStatus.SUCCEEDED, JobStatus.FAILED),
+               timeout=180, what="the evaluation to end")  # fmt: skip
+    run.refresh_from_db()
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert EvalResult.objects.filter(run=run, pack=Pack.TASK).count() == 3
+    assert run.results.filter(pack=Pack.GENERAL).count() == 34
