@@ -45,8 +45,11 @@ from workers.train.config import ConfigError
 from workers.train.config import _coerce as coerce_value
 from workers.train.data import ALPACA_PROMPT, ALPACA_RESPONSE
 
-TIE_MARGIN = {torch.float32: 1e-3, torch.float64: 1e-6}
-TIE_MARGIN_16BIT = 0.25
+TIE_RTOL = {
+    torch.float32: 1e-4,
+    torch.float64: 1e-10,
+}  # near-tie: gap of the two best < rtol * max(1, |best|)
+TIE_RTOL_16BIT = 2e-2
 
 
 class GenerateError(RuntimeError):
@@ -245,9 +248,9 @@ def eos_ids(model, tokenizer) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
 
-def tie_margin(model) -> float:
+def tie_rtol(model) -> float:
     dtype = next(model.parameters()).dtype
-    return TIE_MARGIN.get(dtype, TIE_MARGIN_16BIT)
+    return TIE_RTOL.get(dtype, TIE_RTOL_16BIT)
 
 
 def generate(
@@ -281,7 +284,7 @@ class _Decoder:
         self.device = next(model.parameters()).device
         self.eos = eos_ids(model, tokenizer)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos, default=0)
-        self.margin = tie_margin(model) if not config.do_sample else None
+        self.margin = tie_rtol(model) if not config.do_sample else None
 
     @torch.inference_mode()
     def run(self, prompts: list[list[int]], indices: list[int]) -> tuple[list[Generation], list[int]]:
@@ -349,7 +352,8 @@ class _Decoder:
         if generators is None:
             top = logits.topk(2, dim=-1).values if logits.shape[-1] > 1 else None
             if top is not None:
-                for k, gap in enumerate((top[:, 0] - top[:, 1]).tolist()):
+                gaps = (top[:, 0] - top[:, 1]) / top[:, 0].abs().clamp(min=1.0)
+                for k, gap in enumerate(gaps.tolist()):
                     margins[alive[k]] = min(margins[alive[k]], gap)
             return logits.argmax(dim=-1).tolist()
         probs = torch.softmax(logits / self.config.temperature, dim=-1)

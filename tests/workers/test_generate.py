@@ -74,7 +74,7 @@ def test_batched_greedy_equals_per_example_hugging_face_generate(tiny):
 def test_rows_with_a_near_tie_are_decoded_again_alone_and_still_match(tiny, monkeypatch):
     model, tokenizer = tiny
     prompts = make_prompts(tokenizer, 6, seed=3)
-    monkeypatch.setitem(gen.TIE_MARGIN, torch.float32, float("inf"))  # every row counts as a near-tie
+    monkeypatch.setitem(gen.TIE_RTOL, torch.float32, float("inf"))  # every row counts as a near-tie
     runs = []
     real_run = gen._Decoder.run
 
