@@ -60,7 +60,7 @@ def _reusable(model_version, version, split: str, suites: list[str], generation:
             system_prompt="",
             few_shot=[],
             limit__isnull=True,
-            generation={},
+            generation=generation,
             rules=[],
         )  # fmt: skip
         .order_by("-created_at")
