@@ -12,19 +12,23 @@ rows`` stays under ``max_batch_tokens``, left-padded, and decoded by our own loo
 by a column, position ids continuing each row's own count (``cumsum(mask) - 1``, so padding takes no position).
 A row that ends (eos of the model's generation config, a stop sequence, or ``max_new_tokens``) leaves the batch
 at once: its cache rows are dropped (``batch_select_indices``), so the last steps of a batch do not pay for
-rows that are done. Results come back in the order of the prompts.
+rows that are done (measured on SmolLM2, 32 prompts x 48 tokens of which only 5 ended early: the difference
+was lost in the noise of this shared 2-core machine, 25-97 s per run either way; kept because it bounds the
+work when many rows end early). Results come back in the order of the prompts.
 
-Greedy output is identical to per-example ``model.generate(ids, do_sample=False, max_new_tokens=N)``. Padding
-and batching change the floating-point reductions (other matmul shapes, a materialised attention mask instead
-of ``is_causal``), so batched logits differ from single-row ones in the last bits; measured on CPU in fp32 (see
-bench/RESULTS.md, "eval"): at most ~2e-5 on the tiny model's logits and ~1e-4 on SmolLM2-135M's, and a flip
-of the argmax happens only where the two best logits are that close. Bucketing by exact prompt length would
-not remove this (a batch of rows still reduces in other shapes than one row) and would cut batches to 2-3 rows
-on varied lengths. So the batched pass records, per row, the smallest margin between its two best logits over
-all its steps; a row whose margin fell under ``TIE_MARGIN`` (1e-3 in fp32, 0.25 in 16-bit: 10-50x the
-measured drift) is decoded again alone, unpadded, by the same loop, which does exactly the operations of
-Hugging Face's greedy search for one row (bit-identical, checked in the tests and the benchmark). Few rows
-need it: 0-2% on the tiny random model, ~1% on SmolLM2.
+Greedy output is identical to per-example ``model.generate(ids, do_sample=False, max_new_tokens=N)``. Run on
+one unpadded row, this loop does exactly Hugging Face's greedy search: its logits are bit for bit the same
+(measured: max difference 0.0 on the tiny model, 128 prompts, and on SmolLM2-135M, 24 prompts, 32 tokens each).
+Batched and left-padded, the floating-point reductions change (other matmul shapes, a materialised attention
+mask instead of ``is_causal``), so logits differ in the last bits: measured on CPU in fp32, at most 3.6e-7 on
+the tiny model's logits (|best| ~0.4) and 1.3e-4 on SmolLM2's (|best| ~14), i.e. ~1e-5 of the best logit.
+An argmax can flip only where the two best logits are that close; the smallest gaps seen were 4e-6 (tiny) and
+1.4e-3 (SmolLM2). Bucketing by exact prompt length would not remove the drift (a batch of rows still reduces in
+other shapes than one row) and cuts batches to 2-3 rows on varied lengths. So the batched pass records, per
+row, the smallest gap between its two best logits over all its steps, relative to ``max(1, |best|)``; a row
+whose gap fell under ``TIE_RTOL`` (1e-4 in fp32: ~10x SmolLM2's measured drift, ~300x the tiny model's;
+2e-2 in 16-bit, not measured here: no GPU was lent) is decoded again alone, unpadded, by the same loop, which
+makes it bit-identical. Cost: ~5% of rows on the tiny random model (flat logits), ~1 in 24 on SmolLM2.
 
 Sampling (``do_sample``) uses one ``torch.Generator`` per example seeded ``seed + index``, drawing exactly one
 sample per step, so an example's tokens depend neither on its batch nor on the batch size.
@@ -33,192 +37,17 @@ sample per step, so an example's tokens depend neither on its batch nor on the b
 from __future__ import annotations
 
 import math
-import os
-import resource
 import time
-from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 import torch
 
-from workers.train.config import ConfigError
-from workers.train.config import _coerce as coerce_value
-from workers.train.data import ALPACA_PROMPT, ALPACA_RESPONSE
+from workers.generate.config import GenerateConfig, GenerateError, Generation, GenerationStopped
 
 TIE_RTOL = {
     torch.float32: 1e-4,
     torch.float64: 1e-10,
 }  # near-tie: gap of the two best < rtol * max(1, |best|)
 TIE_RTOL_16BIT = 2e-2
-
-
-class GenerateError(RuntimeError):
-    """Generation cannot run (missing folder, missing base for an adapter, bad prompt); the message says why."""
-
-
-class GenerationStopped(RuntimeError):
-    """The progress callback answered "stop"."""
-
-
-@dataclass
-class GenerateConfig:
-    """How to decode. Plain values only, so it round-trips through JSON."""
-
-    max_new_tokens: int = 128
-    """New tokens at most per example."""
-    do_sample: bool = False
-    """False: greedy (argmax); True: sample from the softmax of logits / temperature, within top_p."""
-    temperature: float = 1.0
-    """Softmax temperature when sampling, > 0."""
-    top_p: float = 1.0
-    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p, in (0, 1]."""
-    seed: int = 0
-    """Sampling is seeded per example (seed + example index), so results do not depend on batch composition."""
-    stop: list[str] = field(default_factory=list)
-    """Stop sequences: an example ends when its text contains one; the text is cut before it."""
-    max_batch_size: int = 32
-    """Rows at most in a batch."""
-    max_batch_tokens: int = 16384
-    """Cap on (longest prompt + max_new_tokens) * rows of a batch; a longer prompt still runs, alone."""
-
-    def problems(self) -> dict[str, list[str]]:
-        p: dict[str, list[str]] = {}
-        for f in fields(self):
-            _, error = coerce_value(getattr(self, f.name), f.type)
-            if error:
-                p.setdefault(f.name, []).append(error)
-
-        def bad(name: str, message: str) -> None:
-            if name not in p:
-                p.setdefault(name, []).append(message)
-
-        for name in ("max_new_tokens", "max_batch_size", "max_batch_tokens"):
-            if name not in p and getattr(self, name) < 1:
-                bad(name, f"must be at least 1 (got {getattr(self, name)})")
-        if "temperature" not in p and not (math.isfinite(self.temperature) and self.temperature > 0):
-            bad("temperature", f"must be a positive number (got {self.temperature})")
-        if "top_p" not in p and not 0 < self.top_p <= 1:
-            bad("top_p", f"must be in (0, 1] (got {self.top_p})")
-        if "seed" not in p and self.seed < 0:
-            bad("seed", f"must not be negative (got {self.seed})")
-        if "stop" not in p and any(not s for s in self.stop):
-            bad("stop", "stop sequences must not be empty strings")
-        return p
-
-    def validate(self) -> None:
-        """Raise ConfigError naming every problem."""
-        if problems := self.problems():
-            raise ConfigError(problems)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GenerateConfig:
-        """Build from JSON-like values; unknown keys and wrong types are reported with the other problems."""
-        if not isinstance(data, dict):
-            raise ConfigError({"config": [f"must be an object (got {type(data).__name__})"]})
-        problems: dict[str, list[str]] = {}
-        known = {f.name: f for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                problems.setdefault(str(key), []).append("is not a known setting")
-        values = {}
-        for name, f in known.items():
-            if name in data:
-                value, error = coerce_value(data[name], f.type)
-                if error:
-                    problems.setdefault(name, []).append(error)
-                else:
-                    values[name] = value
-        config = cls(**values)
-        for name, msgs in config.problems().items():
-            if name in values:
-                problems.setdefault(name, []).extend(msgs)
-        if problems:
-            raise ConfigError(problems)
-        return config
-
-
-@dataclass
-class Generation:
-    text: str  # decoded new tokens, special tokens skipped, cut at the first stop sequence
-    token_ids: list[int]  # the new tokens kept (through the eos, or the token that completed a stop sequence)
-    prompt_tokens: int
-    new_tokens: int
-    latency_s: float  # from the start of its batch to the step that finished this example
-    finish_reason: str  # "stop" (eos or stop sequence) | "length"
-
-
-# -- loading ---------------------------------------------------------------------------------------------
-
-
-def _check_folder(path: Path, what: str, weights: str) -> None:
-    if not path.is_dir():
-        raise GenerateError(f"{what} {path} does not exist or is not a folder")
-    if not any(p.name.endswith(".safetensors") for p in path.iterdir()):
-        raise GenerateError(f"{what} {path} has no {weights} (only safetensors weights are loaded)")
-
-
-def load_causal(model_dir: str, *, base_dir: str | None = None, device: str | None = None):
-    """(model, tokenizer) from a Hugging Face folder, or a PEFT adapter folder merged over ``base_dir``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    folder = Path(model_dir)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    adapter = (folder / "adapter_config.json").is_file()
-    if adapter:
-        if not base_dir:
-            raise GenerateError(f"{folder} is a PEFT adapter: its base model folder (base_dir) is required")
-        _check_folder(folder, "adapter folder", "adapter_model.safetensors")
-        base = Path(base_dir)
-        _check_folder(base, "base model folder", ".safetensors weights")
-    else:
-        _check_folder(folder, "model folder", ".safetensors weights")
-        base = folder
-    has_tokenizer = any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
-    tokenizer = AutoTokenizer.from_pretrained(folder if has_tokenizer else base, trust_remote_code=False)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    kwargs = {"trust_remote_code": False, "use_safetensors": True, "dtype": dtype}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(base, **kwargs)
-        if adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, folder)
-            if model.peft_config["default"].is_prompt_learning:
-                raise GenerateError(
-                    f"{folder} holds virtual tokens (prefix / prompt tuning), which cannot be merged"
-                )
-            model = model.merge_and_unload()
-    except (OSError, ValueError) as exc:
-        raise GenerateError(f"cannot load {folder}: {exc}") from None
-    return model.to(device).eval(), tokenizer
-
-
-def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
-    """The prompt as the model saw it in training, ending where the assistant's answer starts.
-
-    Trailing assistant messages (the reference answer) are left out. With a chat template: the template with
-    ``add_generation_prompt=True``; without one: the Alpaca prompt of workers.train.data from the system message
-    and the last user message.
-    """
-    messages = list(messages)
-    while messages and messages[-1].get("role") == "assistant":
-        messages.pop()
-    if not messages:
-        raise GenerateError("a prompt needs at least one message before the answer")
-    if tokenizer.chat_template:
-        out = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True
-        )
-        return list(out["input_ids"])
-    system = next((m["content"] for m in messages if m.get("role") == "system"), "")
-    user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-    text = (system + "\n\n" if system else "") + ALPACA_PROMPT.format(instruction=user) + ALPACA_RESPONSE
-    return list(tokenizer(text, add_special_tokens=True)["input_ids"])
-
-
-# -- generation ------------------------------------------------------------------------------------------
 
 
 def plan_batches(lengths: list[int], config: GenerateConfig) -> list[list[int]]:
@@ -427,25 +256,3 @@ def reference_nll(
             target = torch.as_tensor(references[i], device=device)
             results[i] = (float(-row.gather(-1, target[:, None]).sum()), n)
     return results
-
-
-# -- measuring -------------------------------------------------------------------------------------------
-
-
-def peak_memory_bytes(device) -> int:
-    """Peak memory so far: allocated on a CUDA device, else this process's peak resident set."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def folder_size_bytes(path) -> int:
-    """Bytes of all files under ``path`` (links not followed)."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            p = os.path.join(root, name)
-            if not os.path.islink(p):
-                total += os.path.getsize(p)
-    return total
