@@ -80,7 +80,7 @@ def task_metrics(
         probs = [r["probs"] for r in rows] if all(r["probs"] for r in rows) else None
         metrics = classification_metrics([e.reference for e in examples], [r["prediction"] for r in rows],
                                          labels=labels, probs=probs)  # fmt: skip
-        return {**metrics, "n": n}
+        return {**metrics, "macro_f1": metrics["f1_macro"], "micro_f1": metrics["f1_micro"], "n": n}
     from workers.evaluate.metrics import generation_metrics
 
     metrics = generation_metrics([r["prediction"] for r in rows], [e.reference for e in examples], lang=lang)

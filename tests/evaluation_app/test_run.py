@@ -15,7 +15,7 @@ from evaluation_app.services.run import eval_run_execute
 from evaluation_app.services.submit import eval_run_submit
 from llmops.jobs import JobStatus
 from registry_app.models import VersionFormat, VersionSource
-from registry_app.services import derived_version_register
+from registry_app.services import base_model_register, derived_version_register
 from tests.conftest import wait_until
 from tests.datasets_app.test_build import approved_case
 from tests.training_app.conftest import ready_version
@@ -122,12 +122,15 @@ class Judge(BaseHTTPRequestHandler):
     """An OpenAI-compatible judge: a score of 4 for most answers, garbage when the question mentions 'Question 1 '."""
 
     seen: list = []
+    pairwise_reply = '{"winner": "1", "reason": "the first one reads better"}'  # always the one shown first
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         prompt = body["messages"][-1]["content"]
         Judge.seen.append(prompt)
         text = "no idea, sorry" if "Question 1 " in prompt else '{"score": 4, "reason": "close enough"}'
+        if '"winner"' in prompt:
+            text = Judge.pairwise_reply
         reply = {"choices": [{"message": {"role": "assistant", "content": text}}],
                  "usage": {"prompt_tokens": 100, "completion_tokens": 10}}  # fmt: skip
         data = json.dumps(reply).encode()
@@ -197,3 +200,50 @@ def test_an_evaluation_runs_through_a_real_celery_worker(scientist, base, start_
     assert run.status == JobStatus.SUCCEEDED, run.error
     assert EvalResult.objects.filter(run=run, pack=Pack.TASK).count() == 3
     assert run.results.filter(pack=Pack.GENERAL).count() == 34
+
+
+def test_a_classifier_run_has_classification_metrics_and_per_token_saliency(scientist, artifacts, tiny_dir):
+    from tests.workers.test_classify import LABELS, build_classifier
+
+    folder = build_classifier(tiny_dir, artifacts / "intent", "llama")
+    model = base_model_register(user=scientist, name="intent", path=folder, task="classification")
+    texts = [
+        "where is my parcel",
+        "I want my money back",
+        "the app crashes on start",
+        "thanks a lot",
+        "hello",
+    ]
+    for i, text in enumerate(texts):
+        ErrorCase.objects.create(messages=[{"role": "user", "content": text}], bad_output="x", product="shop",
+                                 expected_output=LABELS[i % len(LABELS)], status=CaseStatus.APPROVED,
+                                 task_type="classification", fingerprint=str(i))  # fmt: skip
+    with pytest.raises(ValidationError) as e:
+        eval_run_submit(user=scientist, model_version=model, product="shop", suites=["task", "rules"])
+    assert "classifier" in e.value.message_dict["suites"][0]
+    run = execute(eval_run_submit(user=scientist, model_version=model, product="shop",
+                                  suites=["task", "saliency", "robustness", "efficiency"]))  # fmt: skip
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    task = run.metrics["task"]
+    assert {"accuracy", "macro_f1", "micro_f1", "confusion"} <= set(task) and task["n"] == 5
+    assert task["confusion"]["labels"][: len(LABELS)] == list(LABELS)
+    assert not run.results.filter(pack=Pack.GENERAL).exists()  # the shipped pack is for generative models
+    for result in run.results.all():
+        assert result.prediction in LABELS and abs(sum(result.probs.values()) - 1) < 1e-4
+        assert result.correct == (result.prediction == result.reference)
+        assert result.saliency and max(abs(score) for _, score in result.saliency) == pytest.approx(1.0)
+    assert {"clean", "noisy", "drop"} <= set(run.metrics["robustness"])
+
+
+def test_pairwise_judging_asks_both_orders_and_counts_position_bias_as_a_tie(scientist, base, judge_url):
+    for i in range(3):
+        approved_case(i, product="shop")
+    judge = {"base_url": judge_url, "model": "judge"}
+    run = execute(eval_run_submit(user=scientist, model_version=base, product="shop", generation=SHORT,
+                                  suites=["task", "pairwise"], judge=judge, general_pack=False))  # fmt: skip
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert len(Judge.seen) == 6  # both orders for each of the three examples
+    pairwise = run.metrics["pairwise"]
+    assert pairwise["ties"] == 3 and pairwise["inconsistent"] == 3 and pairwise["model_wins"] == 0
+    verdict = run.results.first().judge["pairwise"]
+    assert verdict["winner"] == "tie" and verdict["consistent"] is False
