@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluation_app import report_views, views
+from evaluation_app import report_views, rule_views, views
 
 app_name = "evaluation"
 
@@ -17,4 +17,5 @@ urlpatterns = [
     path("reports/<int:pk>/export.html", report_views.report_export_html, name="report-export-html"),
     path("reports/<int:pk>/export.md", report_views.report_export_md, name="report-export-md"),
     path("regression/", report_views.regression, name="regression"),
+    path("datasets/<int:pk>/rules", rule_views.dataset_rules, name="dataset-rules"),
 ]

@@ -24,6 +24,11 @@ class Dataset(models.Model):
     is_general = models.BooleanField(
         default=False, help_text="General-purpose data: its versions can be replayed into other builds."
     )
+    eval_rules = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Code-based rules every evaluation of this dataset's versions applies.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
 

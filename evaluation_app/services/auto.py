@@ -61,7 +61,7 @@ def _reusable(model_version, version, split: str, suites: list[str], generation:
             few_shot=[],
             limit__isnull=True,
             generation=generation,
-            rules=[],
+            rules=version.dataset.eval_rules or [],
         )  # fmt: skip
         .order_by("-created_at")
         .first()

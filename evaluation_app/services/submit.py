@@ -46,7 +46,10 @@ def eval_run_submit(
     task = model_version.model.task
     suites = _suites(list(suites or []), task, problems)
     _example_set(dataset_version, split, product, task, problems)
-    rules = _rules(list(rules or []), problems) if rules else []
+    declared = list(dataset_version.dataset.eval_rules or []) if dataset_version is not None else []
+    rules = _rules([*declared, *(rules or [])], problems) if declared or rules else []
+    if rules and Suite.RULES not in suites and task != ModelTask.CLASSIFICATION:
+        suites.insert(1, Suite.RULES)  # declared rules are applied, whether or not the box was ticked
     judge = _judge(judge or {}, suites, problems)
     generation = _generation(generation or {}, problems)
     few_shot = _few_shot(few_shot, problems)

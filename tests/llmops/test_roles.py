@@ -45,6 +45,7 @@ URL_KWARGS = {
             "datasets:detail",
             "datasets:file-upload",
             "datasets:version-new",
+            "evaluation:dataset-rules",
             "api-dataset",
             "api-dataset-versions",
             "api-dataset-files",
