@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datasets_app.models import DatasetVersion
-from evaluation_app.models import EvalResult, EvalRun, Pack, Suite, Trigger
+from evaluation_app.models import EvalResult, EvalRun, Lang, Pack, Suite, Trigger
 from evaluation_app.services.labels import eval_result_label
 from evaluation_app.services.submit import eval_run_submit
 from llmops.api_errors import error_body
@@ -56,7 +56,7 @@ class EvalRunOutput(serializers.ModelSerializer):
 class EvalRunDetailOutput(EvalRunOutput):
     class Meta(EvalRunOutput.Meta):
         fields = [*EvalRunOutput.Meta.fields, "system_prompt", "few_shot", "rules", "judge", "generation",
-                  "general_pack", "pass_threshold", "limit", "cancel_requested", "metrics", "leakage"]  # fmt: skip
+                  "general_pack", "pass_threshold", "limit", "lang", "cancel_requested", "metrics", "leakage"]  # fmt: skip
 
 
 class EvalResultOutput(serializers.ModelSerializer):
@@ -119,6 +119,7 @@ class EvalRunListCreateApi(APIView):
         general_pack = serializers.BooleanField(default=True)
         pass_threshold = serializers.FloatField(default=0.5)
         limit = serializers.IntegerField(required=False, allow_null=True, default=None)
+        lang = serializers.ChoiceField(choices=Lang.choices, default=Lang.AUTO)
         name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
         trigger = serializers.ChoiceField(choices=Trigger.choices, default=Trigger.MANUAL)
         source_job = serializers.PrimaryKeyRelatedField(

@@ -11,7 +11,7 @@ import json
 from django import forms
 
 from datasets_app.models import DatasetVersion, VersionStatus
-from evaluation_app.models import EvalRun, Suite
+from evaluation_app.models import EvalRun, Lang, Suite
 from llmops.jobs import JobStatus
 from registry_app.models import ModelVersion
 
@@ -113,6 +113,9 @@ class RunForm(forms.Form):
     general_pack = forms.BooleanField(required=False, initial=True, label="Score the general-capability pack")
     pass_threshold = forms.FloatField(initial=0.5, label="Pass threshold")
     limit = forms.IntegerField(required=False, help_text="score only the first N examples")
+    lang = forms.ChoiceField(
+        choices=Lang.choices, initial=Lang.AUTO, required=False, label="Tokenise BLEU/ROUGE as"
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -169,7 +172,7 @@ class RunForm(forms.Form):
                 "rules": rules, "judge": self.judge(), "generation": self.generation(),
                 "system_prompt": data.get("system_prompt") or "", "few_shot": data["few_shot"],
                 "general_pack": data["general_pack"], "pass_threshold": data["pass_threshold"],
-                "limit": data.get("limit")}  # fmt: skip
+                "limit": data.get("limit"), "lang": data.get("lang") or "auto"}  # fmt: skip
 
     def add_service_errors(self, problems: dict[str, list[str]]) -> list[str]:
         """Field problems beside their fields; the rules' problems come back to be shown above the rules."""

@@ -25,6 +25,13 @@ class Suite(models.TextChoices):
     SALIENCY = "saliency", "per-token saliency (classifiers)"
 
 
+class Lang(models.TextChoices):
+    AUTO = "auto", "detect from the references"
+    EN = "en", "English (and other space-separated languages)"
+    ZH = "zh", "Chinese, by character"
+    ZH_JIEBA = "zh-jieba", "Chinese, by jieba words"
+
+
 class Trigger(models.TextChoices):
     MANUAL = "manual"
     AUTO = "auto", "after a fine-tune"
@@ -75,6 +82,12 @@ class EvalRun(Job):
         default=0.5, help_text="A generated answer counts as correct at this primary score (0..1) or above."
     )
     limit = models.PositiveIntegerField(null=True, blank=True, help_text="Score only the first N examples.")
+    lang = models.CharField(
+        max_length=8,
+        choices=Lang.choices,
+        default=Lang.AUTO,
+        help_text="How BLEU and ROUGE tokenise the text.",
+    )
     trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.MANUAL)
     source_job = models.ForeignKey(
         "training_app.FineTuneJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="eval_runs"

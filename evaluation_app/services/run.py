@@ -92,7 +92,7 @@ def _predict(target: Target, examples, callback) -> list:
 
 def _score_all(run, target, examples, general, progress, report) -> str:
     classifier, threshold = target.classifier, run.pass_threshold
-    lang = _lang(examples)
+    lang = run.lang if run.lang != "auto" else _lang(examples)
     started = time.perf_counter()
     preds = _predict(target, examples, progress.phase("examples", len(examples)))
     wall = time.perf_counter() - started

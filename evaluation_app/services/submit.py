@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from datasets_app.models import DatasetVersion, VersionStatus
-from evaluation_app.models import EvalRun, Suite, Trigger
+from evaluation_app.models import EvalRun, Lang, Suite, Trigger
 from evaluation_app.services.examples import regression_cases
 from llmops.jobs import job_enqueue
 from registry_app.models import ModelTask, ModelVersion
@@ -38,6 +38,7 @@ def eval_run_submit(
     general_pack: bool = True,
     pass_threshold: float = 0.5,
     limit: int | None = None,
+    lang: str = "auto",
     name: str = "",
     trigger: str = Trigger.MANUAL,
     source_job=None,
@@ -57,6 +58,8 @@ def eval_run_submit(
         problems.setdefault("pass_threshold", []).append("must be a number between 0 and 1")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         problems.setdefault("limit", []).append("must be a whole number of at least 1, or empty")
+    if lang not in Lang.values:
+        problems.setdefault("lang", []).append(f"must be one of {', '.join(Lang.values)}")
     if problems:
         raise ValidationError(problems)
     with transaction.atomic():
@@ -64,7 +67,7 @@ def eval_run_submit(
             name=name, model_version=model_version, dataset_version=dataset_version,
             split=split if dataset_version else "", product=product if not dataset_version else "",
             suites=suites, rules=rules, judge=judge, generation=generation, system_prompt=system_prompt,
-            few_shot=few_shot, general_pack=general_pack, pass_threshold=float(pass_threshold), limit=limit,
+            few_shot=few_shot, general_pack=general_pack, pass_threshold=float(pass_threshold), limit=limit, lang=lang,
             trigger=trigger, source_job=source_job, created_by=user,
         )  # fmt: skip
         job_enqueue(job=run)

@@ -247,3 +247,22 @@ def test_pairwise_judging_asks_both_orders_and_counts_position_bias_as_a_tie(sci
     assert pairwise["ties"] == 3 and pairwise["inconsistent"] == 3 and pairwise["model_wins"] == 0
     verdict = run.results.first().judge["pairwise"]
     assert verdict["winner"] == "tie" and verdict["consistent"] is False
+
+
+def test_chinese_references_can_be_tokenised_by_jieba_words(scientist, base):
+    from workers.evaluate.metrics import generation_metrics
+
+    for i, text in enumerate(["退货政策是什么", "运费怎么计算"]):
+        approved_case(i, product="shop", expected=f"{text}：请查看帮助中心第{i}节的说明。")
+    run = execute(eval_run_submit(user=scientist, model_version=base, product="shop", generation=SHORT,
+                                  general_pack=False, lang="zh-jieba"))  # fmt: skip
+    assert run.status == JobStatus.SUCCEEDED, run.error and run.lang == "zh-jieba"
+    results = list(run.results.order_by("position"))
+    expected = generation_metrics(
+        [r.prediction for r in results], [r.reference for r in results], lang="zh-jieba"
+    )
+    assert run.metrics["task"]["rougeL"] == pytest.approx(expected["rougeL"])
+    assert run.metrics["task"]["bleu"] == pytest.approx(expected["bleu"])
+    with pytest.raises(ValidationError) as e:
+        eval_run_submit(user=scientist, model_version=base, product="shop", lang="klingon")
+    assert "lang" in e.value.message_dict
