@@ -82,12 +82,13 @@ def _task_examples(run: EvalRun, task: str) -> list[sets.EvalExample]:
 
 
 def _predict(target: Target, examples, callback) -> list:
-    from workers.generate import GenerationStopped
+    """Predictions, stopping between batches once the run is cancelled (classifiers and generators alike)."""
 
-    try:
-        return target.predict(examples, callback)
-    except GenerationStopped as e:
-        raise JobCancelled("cancel requested") from e
+    def guarded(done: int, total: int) -> None:
+        if callback(done, total) == "stop":
+            raise JobCancelled("cancel requested")
+
+    return target.predict(examples, guarded)
 
 
 def _score_all(run, target, examples, general, progress, report) -> str:

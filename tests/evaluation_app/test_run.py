@@ -266,3 +266,22 @@ def test_chinese_references_can_be_tokenised_by_jieba_words(scientist, base):
     with pytest.raises(ValidationError) as e:
         eval_run_submit(user=scientist, model_version=base, product="shop", lang="klingon")
     assert "lang" in e.value.message_dict
+
+
+def test_a_cancelled_run_stops_between_batches():
+    from evaluation_app.services.run import _predict
+    from llmops.jobs import JobCancelled
+
+    class Batched:
+        def predict(self, examples, progress):
+            for done in range(1, 4):
+                progress(done, 3)
+            return examples
+
+    calls = []
+    with pytest.raises(JobCancelled):
+        _predict(
+            Batched(), [1, 2, 3], lambda done, total: calls.append(done) or ("stop" if done == 2 else None)
+        )
+    assert calls == [1, 2]
+    assert _predict(Batched(), [1], lambda done, total: None) == [1]
