@@ -6,6 +6,7 @@ judge-error; the run completes and its summary says how many.
 from evaluation_app.models import EvalRun, Suite
 from evaluation_app.services import scoring
 from evaluation_app.services.examples import EvalExample
+from evaluation_app.services.submit import JUDGE_SETTINGS
 from evaluation_app.services.target import storable
 
 
@@ -13,9 +14,8 @@ def judge_config(run: EvalRun, api_key: str):
     from workers.evaluate.judge import JudgeConfig
 
     spec = run.judge or {}
-    keys = ("timeout_s", "concurrency", "price_input_per_1k", "price_output_per_1k")
     config = JudgeConfig(base_url=spec["base_url"], model=spec["model"], api_key=api_key,
-                         **{k: spec[k] for k in keys if k in spec})  # fmt: skip
+                         **{k: spec[k] for k in JUDGE_SETTINGS if k in spec})  # fmt: skip
     config.validate()
     return config
 

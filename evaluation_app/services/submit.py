@@ -1,11 +1,9 @@
 """Submit an evaluation run: check the target, the example set, the suites, the rules, the judge and the generation
 settings all at once (every problem keyed by its field), then create the run and queue it on commit.
 
-Runs the web process: nothing here imports torch. Rules are checked by ``workers.evaluate.rules`` (plain Python),
-the generation settings by the small checks below (the worker's GenerateConfig checks them again).
+Runs in the web process: nothing here imports torch. Rules, the judge and the generation settings are checked by
+the engine's own plain-Python validators (workers.evaluate.rules, JudgeConfig, GenerateConfig).
 """
-
-from urllib.parse import urlparse
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -16,10 +14,14 @@ from evaluation_app.services.examples import regression_cases
 from llmops.jobs import job_enqueue
 from registry_app.models import ModelTask, ModelVersion
 
-RUBRICS = ("correctness", "helpfulness", "safety")
 JUDGE_SUITES = {Suite.JUDGE, Suite.PAIRWISE, Suite.RAG}
+JUDGE_SETTINGS = (
+    "timeout_s",
+    "concurrency",
+    "price_input_per_1k",
+    "price_output_per_1k",
+)  # JudgeConfig fields
 CAUSAL_ONLY = {Suite.RULES, Suite.JUDGE, Suite.PAIRWISE, Suite.RAG}
-GENERATION_KEYS = {"max_new_tokens", "temperature", "top_p", "do_sample", "seed", "stop"}
 
 
 def eval_run_submit(
@@ -127,52 +129,46 @@ def _rules(rules: list, problems: dict) -> list[dict]:
 
 
 def _judge(judge: dict, suites: list[str], problems: dict) -> dict:
+    """The judge endpoint, checked by the engine's own JudgeConfig (plain Python) plus the rubric names."""
+    from workers.evaluate.judge import RUBRICS, JudgeConfig
+    from workers.train.config import ConfigError
+
     needs = [s for s in suites if s in JUDGE_SUITES]
     if not judge.get("base_url") and not judge.get("model"):
         if needs:
             problems.setdefault("judge", []).append(f"{', '.join(needs)} need a judge endpoint and model")
         return {}
+    settings = {k: judge[k] for k in JUDGE_SETTINGS if judge.get(k) not in (None, "")}
     errors = []
-    url = urlparse(str(judge.get("base_url", "")))
-    if url.scheme not in ("http", "https") or not url.netloc:
-        errors.append("base_url must be an http(s) URL of an OpenAI-compatible API, e.g. http://host:8000/v1")
-    if not str(judge.get("model", "")).strip():
-        errors.append("model is required")
+    try:
+        JudgeConfig(
+            base_url=str(judge.get("base_url", "")), model=str(judge.get("model", "")), **settings
+        ).validate()
+    except ConfigError as e:
+        errors += [f"{name}: {msg}" for name, msgs in e.problems.items() for msg in msgs]
     rubrics = judge.get("rubrics") or ["correctness"]
     if not isinstance(rubrics, list) or any(r not in RUBRICS for r in rubrics):
         errors.append(f"rubrics must be chosen from {', '.join(RUBRICS)}")
-    timeout = judge.get("timeout_s", 30)
-    if not isinstance(timeout, int | float) or timeout <= 0:
-        errors.append("timeout_s must be a positive number of seconds")
     if errors:
         problems.setdefault("judge", []).extend(errors)
         return {}
-    keys = ("api_key_env", "price_input_per_1k", "price_output_per_1k", "concurrency")
+    env = {"api_key_env": judge["api_key_env"]} if judge.get("api_key_env") else {}
     return {"base_url": judge["base_url"].rstrip("/"), "model": judge["model"].strip(), "rubrics": rubrics,
-            "timeout_s": float(timeout), **{k: judge[k] for k in keys if judge.get(k) not in (None, "")}}  # fmt: skip
+            **settings, **env}  # fmt: skip
 
 
 def _generation(generation: dict, problems: dict) -> dict:
-    errors = [f"unknown setting {k!r}" for k in generation if k not in GENERATION_KEYS]
-    checks = {
-        "max_new_tokens": lambda v: isinstance(v, int) and 1 <= v <= 4096,
-        "temperature": lambda v: isinstance(v, int | float) and v >= 0,
-        "top_p": lambda v: isinstance(v, int | float) and 0 < v <= 1,
-        "do_sample": lambda v: isinstance(v, bool),
-        "seed": lambda v: isinstance(v, int),
-        "stop": lambda v: isinstance(v, list) and all(isinstance(s, str) and s for s in v),
-    }
-    hints = {"max_new_tokens": "a whole number 1..4096", "temperature": "a number >= 0",
-             "top_p": "a number in (0, 1]", "do_sample": "true or false", "seed": "a whole number",
-             "stop": "a list of non-empty strings"}  # fmt: skip
-    errors += [
-        f"{k} must be {hints[k]}"
-        for k, check in checks.items()
-        if k in generation and not check(generation[k])
-    ]
-    if errors:
-        problems.setdefault("generation", []).extend(errors)
-    return {k: v for k, v in generation.items() if k in GENERATION_KEYS}
+    """Checked by the engine's own GenerateConfig (plain Python): every problem named by its setting."""
+    from workers.generate.config import GenerateConfig
+    from workers.train.config import ConfigError
+
+    try:
+        GenerateConfig.from_dict(generation)
+    except ConfigError as e:
+        problems.setdefault("generation", []).extend(
+            f"{name}: {msg}" for name, msgs in e.problems.items() for msg in msgs
+        )
+    return dict(generation) if isinstance(generation, dict) else {}
 
 
 def _few_shot(few_shot, problems: dict) -> list[dict]:

@@ -73,7 +73,7 @@ def test_service_and_form_problems_show_beside_their_fields(world, e_versions):
     product_field = html.split('id="field-product"')[1].split('id="field-limit"')[0]
     assert "regression suite of product &#x27;nobody-sells-this&#x27; is empty" in product_field
     judge_field = html.split('id="field-judge_base_url"')[1].split('id="field-judge_model"')[0]
-    assert "base_url must be an http(s) URL" in judge_field
+    assert "base_url: must be an http:// or https:// URL" in judge_field
     assert EvalRun.objects.count() == 0
 
 

@@ -9,22 +9,18 @@ config.py: GenerateConfig, Generation and the errors (no torch); loading.py: loa
 peak_memory_bytes, folder_size_bytes; decode.py: generate and reference_nll.
 """
 
-from workers.generate.config import GenerateConfig, GenerateError, Generation, GenerationStopped
-from workers.generate.decode import TIE_RTOL, _Decoder, generate, plan_batches, reference_nll
-from workers.generate.loading import folder_size_bytes, load_causal, peak_memory_bytes, prompt_ids
+from importlib import import_module
 
-__all__ = [
-    "TIE_RTOL",
-    "GenerateConfig",
-    "GenerateError",
-    "Generation",
-    "GenerationStopped",
-    "_Decoder",
-    "folder_size_bytes",
-    "generate",
-    "load_causal",
-    "peak_memory_bytes",
-    "plan_batches",
-    "prompt_ids",
-    "reference_nll",
-]
+# Loaded on first use (PEP 562): ``workers.generate.config`` validates settings in the web process without torch.
+_EXPORTS = {
+    **dict.fromkeys(("GenerateConfig", "GenerateError", "Generation", "GenerationStopped"), "config"),
+    **dict.fromkeys(("TIE_RTOL", "_Decoder", "generate", "plan_batches", "reference_nll"), "decode"),
+    **dict.fromkeys(("folder_size_bytes", "load_causal", "peak_memory_bytes", "prompt_ids"), "loading"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'workers.generate' has no attribute {name!r}")
+    return getattr(import_module(f"workers.generate.{_EXPORTS[name]}"), name)

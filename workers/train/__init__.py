@@ -24,19 +24,24 @@ peft), steps (loss, optimizer, FGM, SWA, validation), checkpoint (resumable stat
 TrainResult), report (metric names), ddp (processes, launch), loop (train), cli (torchrun entry point).
 """
 
-from workers.train.config import ConfigError, TrainConfig, TrainError, check_against_model
-from workers.train.ddp import launch
-from workers.train.loop import train
-from workers.train.outputs import TrainResult
-from workers.train.report import Report
+from importlib import import_module
 
-__all__ = [
-    "ConfigError",
-    "Report",
-    "TrainConfig",
-    "TrainError",
-    "TrainResult",
-    "check_against_model",
-    "launch",
-    "train",
-]
+# Names load their module on first use (PEP 562), so ``workers.train.config`` — plain Python — can be imported by
+# the web process to validate a form without this package pulling in torch.
+_EXPORTS = {
+    "ConfigError": "config",
+    "TrainConfig": "config",
+    "TrainError": "config",
+    "check_against_model": "config",
+    "launch": "ddp",
+    "train": "loop",
+    "TrainResult": "outputs",
+    "Report": "report",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'workers.train' has no attribute {name!r}")
+    return getattr(import_module(f"workers.train.{_EXPORTS[name]}"), name)

@@ -8,8 +8,8 @@ Checks that need the data or the loaded model run later in the engine and raise 
 ``check_total_steps`` (warm-up longer than training once the step count is known) and ``check_against_model``
 (target modules that match nothing, sequence length beyond the model's positions, label count).
 
-Plain Python, no torch: the web process loads this file on its own to validate forms
-(training_app.engine_config), so it must import nothing beyond the standard library.
+Plain Python, no torch: the web process imports this module to validate forms (training_app.engine_config;
+``workers.train`` loads its torch modules lazily), so it must import nothing beyond the standard library.
 """
 
 from __future__ import annotations
