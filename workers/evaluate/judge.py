@@ -366,20 +366,12 @@ def _mapped(reply: _Reply, mapping: dict[str, str]) -> tuple[str | None, str | N
     return (mapping[raw], None) if raw else (None, error)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low, high = int(position), min(int(position) + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def judge_summary(verdicts: list[Verdict]) -> dict:
     """Mean score over the scored verdicts, counts, total cost and tokens, latency p50 / p95 (seconds)."""
+    from workers.evaluate.stats import latency_summary
+
     scores = [v.score for v in verdicts if v.score is not None]
-    latencies = [v.latency_s for v in verdicts]
+    latency = latency_summary([v.latency_s for v in verdicts])
     return {
         "count": len(verdicts),
         "scored": len(scores),
@@ -391,6 +383,6 @@ def judge_summary(verdicts: list[Verdict]) -> dict:
         "total_cost": sum(v.cost for v in verdicts),
         "prompt_tokens": sum(v.prompt_tokens for v in verdicts),
         "completion_tokens": sum(v.completion_tokens for v in verdicts),
-        "latency_p50_s": percentile(latencies, 50),
-        "latency_p95_s": percentile(latencies, 95),
+        "latency_p50_s": latency["p50"],
+        "latency_p95_s": latency["p95"],
     }
