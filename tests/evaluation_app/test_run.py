@@ -1,10 +1,10 @@
 """Evaluation runs on the tiny model: in-process through the job lifecycle (as a worker runs them), and once through
 a real Celery worker; a judge that is a real HTTP server on loopback."""
 
-import json
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -19,8 +19,10 @@ from registry_app.services import base_model_register, derived_version_register
 from tests.conftest import wait_until
 from tests.datasets_app.test_build import approved_case
 from tests.training_app.conftest import ready_version
+from tests.workers.test_judge import JudgeServer
 
 SHORT = {"max_new_tokens": 6}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -118,45 +120,34 @@ def test_the_regression_suite_is_every_approved_case_of_the_product(scientist, b
     assert cases == {("shop", CaseStatus.APPROVED)} and run.results.count() == 3
 
 
-class Judge(BaseHTTPRequestHandler):
-    """An OpenAI-compatible judge: a score of 4 for most answers, garbage when the question mentions 'Question 1 '."""
-
-    seen: list = []
-    pairwise_reply = '{"winner": "1", "reason": "the first one reads better"}'  # always the one shown first
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        Judge.seen.append(prompt)
-        text = "no idea, sorry" if "Question 1 " in prompt else '{"score": 4, "reason": "close enough"}'
-        if '"winner"' in prompt:
-            text = Judge.pairwise_reply
-        reply = {"choices": [{"message": {"role": "assistant", "content": text}}],
-                 "usage": {"prompt_tokens": 100, "completion_tokens": 10}}  # fmt: skip
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def judge_reply(prompt: str) -> str:
+    """A score of 4 for most answers, garbage when the question mentions 'Question 1 ', and in pairwise mode always
+    the answer shown first (pure position bias)."""
+    if '"winner"' in prompt:
+        return '{"winner": "1", "reason": "the first one reads better"}'
+    return "no idea, sorry" if "Question 1 " in prompt else '{"score": 4, "reason": "close enough"}'
 
 
 @pytest.fixture
-def judge_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Judge.seen = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+def judge_server():
+    """The judge tests' OpenAI-compatible server on loopback (tests/workers/test_judge.py), answering judge_reply."""
+    server = JudgeServer()
+    server.reply, server.usage = judge_reply, {"prompt_tokens": 100, "completion_tokens": 10}
+    yield server
+    server.stop()
 
 
-def test_a_judge_that_answers_garbage_marks_those_examples_and_the_run_completes(scientist, base, judge_url):
+def test_a_judge_that_answers_garbage_marks_those_examples_and_the_run_completes(
+    scientist, base, judge_server
+):
     for i in range(4):
         approved_case(i, product="shop")
-    judge = {"base_url": judge_url, "model": "judge", "rubrics": ["correctness"], "price_input_per_1k": 1.0}
+    judge = {
+        "base_url": judge_server.url,
+        "model": "judge",
+        "rubrics": ["correctness"],
+        "price_input_per_1k": 1.0,
+    }
     run = execute(eval_run_submit(user=scientist, model_version=base, product="shop", generation=SHORT,
                                   suites=["task", "judge"], judge=judge, general_pack=False))  # fmt: skip
     assert run.status == JobStatus.SUCCEEDED, run.error
@@ -167,7 +158,7 @@ def test_a_judge_that_answers_garbage_marks_those_examples_and_the_run_completes
     assert summary["errors"] == 1 and summary["scored"] == 3 and summary["total_cost"] == pytest.approx(0.4)
     judged = run.results.exclude(judge_error=True).first()
     assert judged.score == pytest.approx(0.75)  # the correctness verdict 4 of 1..5 is the primary score
-    assert len(Judge.seen) == 4
+    assert len(judge_server.requests) == 4
 
 
 def test_it_refuses_an_empty_split_a_wrong_task_and_an_invalid_rule_naming_each(scientist, base):
@@ -235,14 +226,14 @@ def test_a_classifier_run_has_classification_metrics_and_per_token_saliency(scie
     assert {"clean", "noisy", "drop"} <= set(run.metrics["robustness"])
 
 
-def test_pairwise_judging_asks_both_orders_and_counts_position_bias_as_a_tie(scientist, base, judge_url):
+def test_pairwise_judging_asks_both_orders_and_counts_position_bias_as_a_tie(scientist, base, judge_server):
     for i in range(3):
         approved_case(i, product="shop")
-    judge = {"base_url": judge_url, "model": "judge"}
+    judge = {"base_url": judge_server.url, "model": "judge"}
     run = execute(eval_run_submit(user=scientist, model_version=base, product="shop", generation=SHORT,
                                   suites=["task", "pairwise"], judge=judge, general_pack=False))  # fmt: skip
     assert run.status == JobStatus.SUCCEEDED, run.error
-    assert len(Judge.seen) == 6  # both orders for each of the three examples
+    assert len(judge_server.requests) == 6  # both orders for each of the three examples
     pairwise = run.metrics["pairwise"]
     assert pairwise["ties"] == 3 and pairwise["inconsistent"] == 3 and pairwise["model_wins"] == 0
     verdict = run.results.first().judge["pairwise"]
@@ -285,3 +276,15 @@ def test_a_cancelled_run_stops_between_batches():
         )
     assert calls == [1, 2]
     assert _predict(Batched(), [1], lambda done, total: None) == [1]
+
+
+def test_the_web_process_checks_generation_and_judge_settings_without_importing_torch():
+    code = (
+        "import os, sys, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'llmops.settings'); django.setup(); "
+        "from evaluation_app.services import submit; p = {}; "
+        "submit._generation({'max_new_tokens': 0}, p); submit._judge({'base_url': 'ftp://x', 'model': 'j'}, [], p); "
+        "print(p, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "max_new_tokens: must be at least 1" in out.stdout and "base_url: must be an http" in out.stdout
+    assert out.stdout.strip().endswith("False")
