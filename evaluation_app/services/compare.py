@@ -11,7 +11,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluation_app.models import (
-    CaseOutcome,
     ComparisonItem,
     ComparisonReport,
     EvalResult,
@@ -21,7 +20,7 @@ from evaluation_app.models import (
     ReportStatus,
     Trigger,
 )
-from evaluation_app.services.report_stats import report_summary
+from evaluation_app.services.report_stats import case_outcome_of, report_summary
 from llmops.jobs import JobStatus
 
 TIE = 1e-9
@@ -137,16 +136,6 @@ def _pairs(baseline: EvalRun, candidate: EvalRun, pack: str) -> list[tuple[EvalR
 def outcome_of(baseline: EvalResult, candidate: EvalResult) -> tuple[str, float]:
     delta = (candidate.score or 0.0) - (baseline.score or 0.0)
     return (Outcome.WIN if delta > TIE else Outcome.LOSS if delta < -TIE else Outcome.TIE), delta
-
-
-def case_outcome_of(baseline: EvalResult, candidate: EvalResult) -> str:
-    """For an example that came from an error case: did the candidate fix it, or break it?"""
-    if not (baseline.case_id or candidate.case_id):
-        return ""
-    before, after = bool(baseline.correct), bool(candidate.correct)
-    if after:
-        return CaseOutcome.STILL_RIGHT if before else CaseOutcome.FIXED
-    return CaseOutcome.NEWLY_BROKEN if before else CaseOutcome.STILL_WRONG
 
 
 def _item(report: ComparisonReport, pack: str, b: EvalResult, c: EvalResult) -> ComparisonItem:

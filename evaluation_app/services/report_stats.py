@@ -145,9 +145,17 @@ def _judge_metrics(task: list[Pair]) -> list[dict]:
     return rows
 
 
-def _cases(task: list[Pair]) -> dict:
-    from evaluation_app.services.compare import case_outcome_of
+def case_outcome_of(baseline: EvalResult, candidate: EvalResult) -> str:
+    """For an example that came from an error case: did the candidate fix it, or break it?"""
+    if not (baseline.case_id or candidate.case_id):
+        return ""
+    before, after = bool(baseline.correct), bool(candidate.correct)
+    if after:
+        return CaseOutcome.STILL_RIGHT if before else CaseOutcome.FIXED
+    return CaseOutcome.NEWLY_BROKEN if before else CaseOutcome.STILL_WRONG
 
+
+def _cases(task: list[Pair]) -> dict:
     counts = dict.fromkeys(CaseOutcome.values, 0)
     for b, c in task:
         if outcome := case_outcome_of(b, c):
