@@ -181,6 +181,31 @@ def tiny_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+TINY_BERT_LABELS = ["billing", "shipping", "returns"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tiny_dir, tmp_path_factory) -> Path:
+    """A random MiniLM-shaped classifier (BertForSequenceClassification over the tiny tokenizer; hidden 64,
+    4 heads of 16, 2 layers, MLP 128, labels TINY_BERT_LABELS), built once; tests only read it."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=256, pad_token_id=pad,
+        num_labels=len(TINY_BERT_LABELS), id2label=dict(enumerate(TINY_BERT_LABELS)),
+        label2id={name: i for i, name in enumerate(TINY_BERT_LABELS)},
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("tiny-bert") / "model"
+    BertForSequenceClassification(config).save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 @pytest.fixture
 def artifacts(settings, tmp_path) -> Path:
     """ARTIFACT_ROOT under the test's own tmp folder; heartbeats rare enough that an in-process job is never
