@@ -208,6 +208,16 @@ EVAL_FORGETTING_THRESHOLD = env_float("EVAL_FORGETTING_THRESHOLD", 0.05)  # gene
 EVAL_BOOTSTRAP_RESAMPLES = env_int("EVAL_BOOTSTRAP_RESAMPLES", 2000)
 EVAL_NOISE_RATE = env_float("EVAL_NOISE_RATE", 0.05)  # share of characters edited by the robustness suite
 
+# Compression: what the gpu queue's workers can do (checked before a job is queued), and how results are measured.
+GPU_WORKERS_CUDA = env_bool("GPU_WORKERS_CUDA", False)  # the gpu queue's workers have a CUDA GPU
+GPU_WORKERS_INT4_CPU_KERNEL = env_bool("GPU_WORKERS_INT4_CPU_KERNEL", False)  # torchao INT4 on CPU (mslk)
+GPU_WORKERS_BITSANDBYTES = env_bool("GPU_WORKERS_BITSANDBYTES", False)
+COMPRESSION_BENCH_ROUNDS = env_int(
+    "COMPRESSION_BENCH_ROUNDS", 3
+)  # source and result alternate, fresh processes
+COMPRESSION_BENCH_REPEATS = env_int("COMPRESSION_BENCH_REPEATS", 20)  # timed batches per batch size and round
+COMPRESSION_BENCH_MAX_NEW_TOKENS = env_int("COMPRESSION_BENCH_MAX_NEW_TOKENS", 16)
+
 # --- security (production mode) -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -26,6 +26,7 @@ class VersionSource(models.TextChoices):
 class VersionFormat(models.TextChoices):
     HF = "hf", "Hugging Face model folder"
     PEFT_ADAPTER = "peft_adapter", "PEFT adapter (needs its base)"
+    QUANTIZED = "quantized", "quantised model (reloaded by workers.compress.load_model)"
 
 
 class RegisteredModel(models.Model):

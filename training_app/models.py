@@ -120,3 +120,73 @@ class Study(models.Model):
             raise IllegalTransition(f"{self} has already ended")
         self.status, self.best_trial, self.error, self.finished_at = status, best, error, timezone.now()
         self.save(update_fields=["status", "best_trial", "error", "finished_at"])
+
+
+class CompressionJob(Job):
+    """Quantise, prune or distil a model version on the gpu queue; the result is a new version of the same family,
+    benchmarked against its source on the same worker and scored on a chosen dataset version."""
+
+    TASK = "training.compress"
+    QUEUE = "gpu"
+
+    source = models.ForeignKey(
+        "registry_app.ModelVersion", on_delete=models.PROTECT, related_name="compressions",
+        help_text="The version compressed (the teacher, for distillation).",
+    )  # fmt: skip
+    method = models.CharField(max_length=24)
+    config = models.JSONField(help_text="The validated workers.compress.CompressConfig as JSON.")
+    dataset_version = models.ForeignKey(
+        "datasets_app.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Training data of the recovery fine-tune or the distillation.",
+    )  # fmt: skip
+    student = models.ForeignKey(
+        "registry_app.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Distillation into this registered base (else into a smaller copy of the teacher).",
+    )  # fmt: skip
+    eval_dataset_version = models.ForeignKey(
+        "datasets_app.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Quality of the source and of the result is measured on this version's eval_split.",
+    )  # fmt: skip
+    eval_split = models.CharField(max_length=10, default="test")
+    result = models.JSONField(default=dict, blank=True, help_text="The engine's CompressResult.")
+    result_version = models.ForeignKey(
+        "registry_app.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    comparison = models.ForeignKey(
+        "evaluation_app.ComparisonReport", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    output_dir = models.CharField(max_length=500, blank=True)
+
+    class Meta(Job.Meta):
+        verbose_name = "compression job"
+
+
+class VersionBenchmark(models.Model):
+    """Size, memory, latency and throughput of one model version, measured on one worker (source and result of a
+    compression are measured side by side, so their ratio is fair)."""
+
+    version = models.ForeignKey(
+        "registry_app.ModelVersion", on_delete=models.CASCADE, related_name="benchmarks"
+    )
+    job = models.ForeignKey(
+        CompressionJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="benchmarks"
+    )
+    role = models.CharField(max_length=10, help_text="source or compressed, within its job")
+    hostname = models.CharField(max_length=255, blank=True)
+    device = models.CharField(max_length=16, default="cpu")
+    size_bytes = models.BigIntegerField(default=0)
+    parameters = models.BigIntegerField(default=0)
+    peak_memory_bytes = models.BigIntegerField(default=0)
+    p50_b1_ms = models.FloatField(null=True, blank=True)
+    p95_b1_ms = models.FloatField(null=True, blank=True)
+    p50_b8_ms = models.FloatField(null=True, blank=True)
+    p95_b8_ms = models.FloatField(null=True, blank=True)
+    throughput = models.FloatField(null=True, blank=True, help_text="Items per second at batch 8.")
+    measured = models.JSONField(default=dict, help_text="workers.compress.measure.benchmark's whole answer.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"benchmark of {self.version} on {self.hostname or self.device}"

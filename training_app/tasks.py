@@ -18,3 +18,10 @@ def advance_stalled_studies() -> list[int]:
     from training_app.services.study import studies_advance_stalled
 
     return studies_advance_stalled()
+
+
+@shared_task(name="training.compress", **JOB_TASK_OPTIONS)
+def compress(self, job_id: int) -> str:
+    from training_app.services.compress_run import compression_run
+
+    return compression_run(job_id=job_id, task_id=self.request.id, hostname=self.request.hostname).status

@@ -36,7 +36,7 @@ def fine_tune_evaluate(*, job_id: int) -> ComparisonReport | None:
     common = {"dataset_version": version, "split": split, "suites": suites, "trigger": Trigger.AUTO,
               "source_job": job, "user": job.created_by, "generation": generation}  # fmt: skip
     try:
-        baseline = _reusable(job.base, version, split, suites, generation) or eval_run_submit(
+        baseline = reusable_run(job.base, version, split, suites, generation) or eval_run_submit(
             model_version=job.base, name=f"{job.base} (base of fine-tune #{job.pk})", **common
         )
         candidate = eval_run_submit(model_version=job.result_version, name=f"fine-tune #{job.pk}", **common)
@@ -49,7 +49,7 @@ def fine_tune_evaluate(*, job_id: int) -> ComparisonReport | None:
         return None
 
 
-def _reusable(model_version, version, split: str, suites: list[str], generation: dict) -> EvalRun | None:
+def reusable_run(model_version, version, split: str, suites: list[str], generation: dict) -> EvalRun | None:
     return (
         EvalRun.objects.filter(
             model_version=model_version,
