@@ -2,6 +2,7 @@
 is checked against the gpu workers' hardware and the source's shapes before anything is queued. Every problem is
 reported at once, keyed by field; nothing is saved on error. Runs in the web process: no torch."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -141,13 +142,16 @@ def compression_config(
             **_training_data(dataset_version, source.model.task, problems),
             **_student(student, source, teacher, problems)}  # fmt: skip
     data = {k: v for k, v in data.items() if v is not None}
+    config = None
     try:
         config = CompressConfig.from_dict(data)
         config.validate()
-        _engine_checks(config, teacher, problems)
     except ConfigError as e:
         for key, messages in e.problems.items():
             problems.setdefault(FIELDS.get(key, key), []).extend(messages)
+    if config is not None:  # checked even when a setting is wrong, so all problems show at once; a setting of
+        with contextlib.suppress(TypeError, ValueError):  # the wrong type is already listed above
+            _engine_checks(config, teacher, problems)
     if problems:
         raise ValidationError(problems)
     return config.to_dict()

@@ -119,7 +119,12 @@ class CompressConfig:
         for name, f in known.items():
             if f.default is MISSING and name not in data:
                 problems[name] = ["is required"]
-        if problems:
+        if problems:  # the known settings are checked too, so every problem is listed at once
+            if not any(p == ["is required"] for p in problems.values()):
+                try:
+                    cls(**{k: v for k, v in data.items() if k in known}).validate()
+                except ConfigError as e:
+                    problems.update(e.problems)
             raise ConfigError(problems)
         return cls(**data)
 
