@@ -101,3 +101,56 @@ def bars_chart(rows: list[dict], title: str) -> SafeString:
                         f'fill="{fill}"/><text x="{LABEL_W + w + 4:.1f}" y="{y + j * 11 + 9}" font-size="10">'
                         f"{value:.3f}</text>")  # fmt: skip
     return _svg(height, title, body)
+
+
+def _ticks(low: float, high: float) -> tuple[float, float]:
+    if low == high:
+        pad = abs(low) * 0.1 or 1.0
+        return low - pad, high + pad
+    pad = (high - low) * 0.08
+    return low - pad, high + pad
+
+
+def scatter_chart(
+    points: list[dict], *, title: str, x_label: str, y_label: str, line: bool = False
+) -> SafeString:
+    """Points ``{"x", "y", "label"?}`` on linear axes, one labelled dot each; ``line`` joins them in x order
+    instead (a curve: dots and labels left out). Points without numeric x and y are skipped; empty string when
+    none is left. The axes' ends are printed as numbers."""
+    kept = [
+        p for p in points or [] if isinstance(p.get("x"), int | float) and isinstance(p.get("y"), int | float)
+    ]
+    if not kept:
+        return mark_safe("")
+    left, top, plot_w, plot_h = 70, 12, WIDTH - 190, 240
+    height = top + plot_h + 44
+    x0, x1 = _ticks(min(p["x"] for p in kept), max(p["x"] for p in kept))
+    y0, y1 = _ticks(min(p["y"] for p in kept), max(p["y"] for p in kept))
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * plot_w
+
+    def py(y: float) -> float:
+        return top + plot_h - (y - y0) / (y1 - y0) * plot_h
+
+    body = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#cbd5e1"/>',
+            f'<text x="{left}" y="{top + plot_h + 14}" font-size="10" fill="#64748b">{x0:.4g}</text>',
+            f'<text x="{left + plot_w}" y="{top + plot_h + 14}" font-size="10" text-anchor="end" fill="#64748b">'
+            f"{x1:.4g}</text>",
+            f'<text x="{left + plot_w / 2}" y="{height - 6}" font-size="11" text-anchor="middle">{escape(x_label)}</text>',
+            f'<text x="{left - 4}" y="{top + plot_h}" font-size="10" text-anchor="end" fill="#64748b">{y0:.4g}</text>',
+            f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end" fill="#64748b">{y1:.4g}</text>',
+            f'<text x="14" y="{top + plot_h / 2}" font-size="11" text-anchor="middle" '
+            f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}</text>']  # fmt: skip
+    if line:
+        path = " ".join(f"{px(p['x']):.1f},{py(p['y']):.1f}" for p in sorted(kept, key=lambda p: p["x"]))
+        body.append(
+            f'<polyline class="curve" points="{path}" fill="none" stroke="{CANDIDATE_FILL}" stroke-width="1.5"/>'
+        )
+        return _svg(height, title, body)
+    for p in kept:
+        x, y, label = px(p["x"]), py(p["y"]), escape(str(p.get("label", "")))
+        body.append(f'<g class="point" data-label="{label}"><circle cx="{x:.1f}" cy="{y:.1f}" r="5" '
+                    f'fill="{CANDIDATE_FILL}"><title>{label}: {p["x"]:.4g}, {p["y"]:.4g}</title></circle>'
+                    f'<text x="{x + 8:.1f}" y="{y + 4:.1f}" font-size="11">{label}</text></g>')  # fmt: skip
+    return _svg(height, title, body)

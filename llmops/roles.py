@@ -63,6 +63,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("Curation", "cases:dashboard", "cases.view"),
     ("Datasets", "datasets:list", "datasets.view"),
     ("Fine-tuning", "training:list", "training.view"),
+    ("Compression", "training:compressions", "training.view"),
     ("Models", "registry:list", "registry.view"),
     ("Evaluation", "evaluation:list", "evaluation.view"),
     ("Diagnostics", "diagnostics:list", "diagnostics.view"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training_app import api, study_api
+from training_app import api, compress_api, study_api
 
 urlpatterns = [
     path("fine-tunes", api.FineTuneCreateApi.as_view(), name="api-fine-tunes"),
@@ -9,4 +9,11 @@ urlpatterns = [
     path("studies", study_api.StudyListCreateApi.as_view(), name="api-studies"),
     path("studies/<int:pk>", study_api.StudyDetailApi.as_view(), name="api-study"),
     path("studies/<int:pk>/cancel", study_api.StudyCancelApi.as_view(), name="api-study-cancel"),
+    path("compressions", compress_api.CompressionListCreateApi.as_view(), name="api-compressions"),
+    path("compressions/<int:pk>", compress_api.CompressionDetailApi.as_view(), name="api-compression"),
+    path(
+        "compressions/<int:pk>/cancel",
+        compress_api.CompressionCancelApi.as_view(),
+        name="api-compression-cancel",
+    ),
 ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training_app import study_views, views
+from training_app import compress_views, study_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -16,4 +16,9 @@ urlpatterns = [
     path("studies/new", study_views.study_new, name="study-new"),
     path("studies/<int:pk>/", study_views.study_detail, name="study"),
     path("studies/<int:pk>/cancel", study_views.study_cancel_view, name="study-cancel"),
+    path("compressions/", compress_views.compression_list, name="compressions"),
+    path("compressions/new/<str:method>", compress_views.compression_new, name="compression-new"),
+    path("compressions/<int:pk>/", compress_views.compression_detail, name="compression"),
+    path("compressions/<int:pk>/cancel", compress_views.compression_cancel_view, name="compression-cancel"),
+    path("compressions/family/<int:model_id>/", compress_views.compression_family, name="compression-family"),
 ]

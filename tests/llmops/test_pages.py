@@ -13,7 +13,16 @@ def nav_labels(html: str) -> list[str]:
 
 
 def test_navigation_shows_what_each_role_may_open(world):
-    everyone = ["Home", "Error notebook", "Curation", "Datasets", "Fine-tuning", "Models", "Evaluation"]
+    everyone = [
+        "Home",
+        "Error notebook",
+        "Curation",
+        "Datasets",
+        "Fine-tuning",
+        "Compression",
+        "Models",
+        "Evaluation",
+    ]
     assert nav_labels(world.client("PM").get("/").content.decode()) == [*everyone, "API tokens", "API docs"]
     admin = nav_labels(world.client("Admin").get("/").content.decode())
     assert admin == [*everyone, "Diagnostics", "API tokens", "API docs", "Admin site"]

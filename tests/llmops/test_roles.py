@@ -161,6 +161,34 @@ URL_KWARGS.update(
     }
 )
 
+
+def compression_job(w):
+    """A queued compression of the fine-tune's base, made once per test for the compression pages and API."""
+    if "compression" not in w:
+        from training_app.models import CompressionJob
+
+        w["compression"] = CompressionJob.objects.create(
+            source=w["fine_tune"].base, method="int8_dynamic", config={}
+        )
+    return w["compression"]
+
+
+URL_KWARGS.update(
+    {
+        **{
+            name: (lambda w: {"pk": compression_job(w).pk})
+            for name in (
+                "training:compression",
+                "training:compression-cancel",
+                "api-compression",
+                "api-compression-cancel",
+            )
+        },
+        "training:compression-new": lambda w: {"method": "int8_dynamic"},
+        "training:compression-family": lambda w: {"model_id": w["fine_tune"].base.model_id},
+    }
+)
+
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
     "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",
