@@ -35,7 +35,12 @@ executable: the loader rebuilds torchao tensors only for an allow-listed set of 
 
 Measured on all-MiniLM-L6-v2 with a random 3-label head (BertForSequenceClassification), CPU, 32-token texts,
 INT8 dynamic vs fp32 (median of repeated forwards):
-(to be filled)
+folder 91.6 MB -> 24.0 MB (0.262 of fp32, 74% smaller; without the int8 embeddings it would be ~0.57);
+latency fp32 -> int8 per forward, 1 thread: batch 1 81 -> 57 ms (1.42x), batch 8 278 -> 195 ms (1.42x); 2 threads:
+batch 1 1.29x, batch 8 1.52x (the 2-core machine was shared, load ~6, so read the ratios, not the times; fp32 and
+int8 forwards were interleaved so both saw the same load). Reloaded logits equal the saved model's (torch.equal);
+class probabilities moved by at most 0.0014 against fp32 on 64 texts (the random head's probabilities sit near
+1/3 each, so argmax agreement, 80% there, says little; on the tiny test models it is 20/20).
 Plain Python + torch: never imports django.
 """
 
