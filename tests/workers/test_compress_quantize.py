@@ -238,3 +238,11 @@ def test_load_model_reports_a_missing_folder_as_a_compress_error(tmp_path):
         load_model(tmp_path / "nowhere", "causal_lm")
     with pytest.raises(CompressError, match="has no"):
         load_model(tmp_path, "classification")
+
+
+def test_int8_after_pruning_passes_the_runtime_check_whatever_device_pruned(tmp_path):
+    for device in ("auto", "cpu"):
+        config = _config("prune_mlp", "classification", tmp_path, then_int8=True, sparsity=0.5)
+        config.device = device
+        check_runtime(config, "cpu")  # no error: INT8 dynamic quantises on the CPU
+    check_runtime(_config("int8_dynamic", "classification", tmp_path), None)

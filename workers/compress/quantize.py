@@ -104,22 +104,26 @@ def resolve_device(config: CompressConfig, device: str | None = None) -> str:
 
 
 def check_runtime(config: CompressConfig, device: str | None = None) -> None:
-    """CompressError naming the reason when ``config``'s quantisation cannot run on ``device`` here."""
-    method = _method(config)
+    """CompressError naming the reason when ``config`` cannot run on ``device`` here: cuda asked but absent,
+    INT4 without a kernel, bitsandbytes missing or off CUDA. INT8 dynamic (also ``then_int8`` after pruning
+    or distillation on a GPU) always quantises on the CPU."""
     device = resolve_device(config, device)
-    if device == "cuda" and not torch.cuda.is_available():
+    if (config.device == "cuda" or device == "cuda") and not torch.cuda.is_available():
         raise CompressError("device: cuda was asked for, but this machine has no CUDA GPU")
+    if config.method not in QUANTIZE and not config.then_int8:
+        return
+    method = _method(config)
+    device = "cpu" if method == "int8_dynamic" else device
     probe = CompressConfig(**{**config.to_dict(), "method": method, "then_int8": False, "device": device})
     int4_cpu = method == "int4_weight_only" and device == "cpu" and has_int4_cpu_kernel()
     problems = check_hardware(
         probe, cuda=device == "cuda", int4_cpu_kernel=int4_cpu, bitsandbytes=_has_bitsandbytes()
     )
     if method == "int4_weight_only" and device == "cpu" and not int4_cpu:
-        problems = [f"{p} (torchao's CPU INT4 kernel failed: {_int4_cpu_problem()})" for p in problems]
-    if method == "int8_dynamic" and device == "cuda":
-        problems.append("method: INT8 dynamic quantisation runs on CPU only; use int8_weight_only on a GPU")
+        reason = f" (torchao's CPU INT4 kernel failed: {_int4_cpu_problem()})"
+        problems = [p + reason if p.startswith("method: INT4") else p for p in problems]
     if problems:
-        raise CompressError("; ".join(dict.fromkeys(problems)))
+        raise CompressError("; ".join(problems))
 
 
 def _method(config: CompressConfig, method: str | None = None) -> str:
