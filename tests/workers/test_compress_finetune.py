@@ -207,19 +207,29 @@ def test_alpha_zero_gives_exactly_the_recovery_runs_losses(tmp_path, tiny_bert_d
 def test_masks_keep_pruned_weights_at_exactly_zero_while_the_rest_learns(tmp_path, tiny_dir, tokenizer):
     model = causal(tiny_dir)
     generator = torch.Generator().manual_seed(0)
-    masks = {
-        name: torch.rand(p.shape, generator=generator) > 0.5
-        for name, p in model.named_parameters()
-        if p.ndim == 2 and ".layers." in name
+    masks = {  # as workers.compress.prune makes them: Linear module name → bool, True = keep
+        name: torch.rand(m.weight.shape, generator=generator) > 0.5
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and ".layers." in name
     }
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    before = {name: model.get_submodule(name).weight.detach().clone() for name in masks}
     config = make_config(tmp_path, task="causal_lm", steps=10, learning_rate=1e-2)
     outcome = train_student(model, tokenizer, config, Reports(), masks=masks)
-    assert outcome.status == "succeeded"
-    params = dict(model.named_parameters())
+    assert outcome.status == "succeeded" and len(masks) == 14
     for name, keep in masks.items():
-        assert torch.count_nonzero(params[name][~keep]) == 0, name
-        assert not torch.equal(params[name][keep], before[name][keep]), name
+        weight = model.get_submodule(name).weight
+        assert torch.count_nonzero(weight[~keep]) == 0, name
+        assert not torch.equal(weight[keep], before[name][keep]), name
+
+
+def test_it_refuses_masks_that_do_not_fit_the_model(tmp_path, tiny_dir, tokenizer):
+    model = causal(tiny_dir)
+    masks = {"model.layers.0.mlp.up_proj": torch.ones(3, 3, dtype=torch.bool), "no.such.layer": torch.ones(1)}
+    config = make_config(tmp_path, task="causal_lm", steps=1)
+    with pytest.raises(CompressError) as caught:
+        train_student(model, tokenizer, config, Reports(), masks=masks)
+    assert "model.layers.0.mlp.up_proj is (3, 3), its weight (128, 64)" in str(caught.value)
+    assert "no.such.layer is not a layer with a weight" in str(caught.value)
 
 
 def test_a_stop_from_the_report_cancels_at_once(tmp_path, tiny_bert_dir, tokenizer):

@@ -23,10 +23,11 @@ The loss of one step, mean over its targets (answer tokens of a causal LM, examp
 
 Optimisation: AdamW (weight decay 0.01 on matrices, 0 when ``masks`` are given), linear warm-up over the first
 5% of the steps then linear decay to 0, gradients clipped to norm 1.0, one micro-batch of ``batch_size`` per
-step. ``masks`` ({parameter name: bool tensor, True = keep}, as workers.compress.prune makes them) keep pruned
-weights at exactly zero: a gradient hook multiplies each masked weight's gradient by its mask (AdamW's
-moments of a pruned weight then stay 0, so does its update), and the mask is re-applied after every
-optimizer step as a guarantee that holds whatever the optimizer does.
+step. ``masks`` ({Linear module name: bool tensor shaped like its weight, True = keep}, as
+workers.compress.prune makes them) keep pruned weights at exactly zero: ``prune.mask_gradients`` hooks multiply
+each masked weight's gradient by its mask (AdamW's moments of a pruned weight then stay 0, so does its
+update), and ``prune.apply_masks`` runs before the first step and after every optimizer step, a guarantee
+that holds whatever the optimizer does (a masked_fill per masked weight per step: negligible).
 
 Reports: ``report(step=s, train_loss=..., progress=s/steps, total_steps=steps, lr=...)`` every 10 steps and
 at the last step (train_loss: the mean step loss since the previous report); "stop" ends the run at once
@@ -46,6 +47,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from workers.compress import prune
 from workers.compress.config import CompressConfig, CompressError, ConfigError
 from workers.train import config as train_config
 from workers.train.data import IGNORE, Batch, StepPlan, collate, read_records, tokenize
@@ -122,7 +124,7 @@ def _train(model, tokenizer, config, report, teacher, masks, device, train_data,
     warmup = int(config.steps * WARMUP_SHARE)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda("linear", warmup, config.steps))
     selectors = [] if classification else [LogitSelector(m) for m in (model, teacher) if m is not None]
-    hooks, masked = _mask_gradients(model, masks or {}, device)
+    hooks = _mask_gradients(model, masks or {})
     outcome = TrainOutcome(status="succeeded")
     loss_sum = weight = 0.0
     epoch = in_epoch = 0
@@ -140,7 +142,7 @@ def _train(model, tokenizer, config, report, teacher, masks, device, train_data,
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
-            _reapply(masked)
+            prune.apply_masks(model, masks or {})
             outcome.steps, outcome.tokens = step, outcome.tokens + batch.tokens
             loss_sum, weight = loss_sum + float(loss.detach()) * batch.n_targets, weight + batch.n_targets
             if step % REPORT_EVERY and step != config.steps:
@@ -209,28 +211,21 @@ def _validation_loss(model, data, pad_id: int, config, device, selectors) -> flo
 # -- masks -----------------------------------------------------------------------------------------------
 
 
-def _mask_gradients(model, masks: dict, device) -> tuple[list, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Hooks that zero the gradient of every pruned weight; (handles, [(parameter, mask)])."""
-    named = dict(model.named_parameters())
-    unknown = sorted(set(masks) - set(named))
-    if unknown:
-        raise CompressError(f"masks name parameters the model does not have: {', '.join(unknown[:10])}")
-    handles, masked = [], []
+def _mask_gradients(model, masks: dict) -> list:
+    """prune.mask_gradients' hooks, after checking that every mask fits a Linear weight of this model."""
+    problems = []
     for name, mask in masks.items():
-        param = named[name]
-        if tuple(mask.shape) != tuple(param.shape):
-            raise CompressError(f"the mask of {name} is {tuple(mask.shape)}, the weight {tuple(param.shape)}")
-        keep = mask.to(device=device, dtype=param.dtype)
-        handles.append(param.register_hook(lambda grad, keep=keep: grad * keep))
-        masked.append((param, keep))
-    _reapply(masked)
-    return handles, masked
-
-
-@torch.no_grad()
-def _reapply(masked) -> None:
-    for param, keep in masked:
-        param.mul_(keep)
+        try:
+            weight = model.get_submodule(name).weight
+        except AttributeError:
+            problems.append(f"{name} is not a layer with a weight in this model")
+            continue
+        if tuple(mask.shape) != tuple(weight.shape):
+            problems.append(f"the mask of {name} is {tuple(mask.shape)}, its weight {tuple(weight.shape)}")
+    if problems:
+        raise CompressError("; ".join(problems[:10]))
+    prune.apply_masks(model, masks)
+    return prune.mask_gradients(model, masks)
 
 
 # -- checks and data -------------------------------------------------------------------------------------
