@@ -17,7 +17,7 @@ from llmops.job_views import cancel_and_tell
 from llmops.jobs import TERMINAL
 from llmops.roles import has_perm, role_required
 from registry_app.models import RegisteredModel
-from training_app.compress_forms import DEFAULTS, CompressForm, is_method
+from training_app.compress_forms import DEFAULTS, METHOD_FIELDS, CompressForm, is_method
 from training_app.compress_selectors import (
     benchmark_rows,
     compression_jobs,
@@ -101,6 +101,15 @@ def _job_context(request, job: CompressionJob) -> dict:
             "result": job.result or {}, **table}  # fmt: skip
 
 
+def _settings(job: CompressionJob) -> list[tuple[str, str]]:
+    """The engine config without empty values and without other methods' settings (alpha of an INT8 job)."""
+    others = {name for fields in METHOD_FIELDS.values() for name in fields} - set(
+        METHOD_FIELDS.get(job.method, ())
+    )
+    kept = sorted((k, v) for k, v in (job.config or {}).items() if v is not None and k not in others)
+    return [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in kept]
+
+
 @role_required("training.view")
 @require_GET
 def compression_detail(request, pk: int):
@@ -108,8 +117,7 @@ def compression_detail(request, pk: int):
     context = _job_context(request, job)
     if request.htmx and request.htmx.target == "compression-live":
         return render(request, "training_app/compress_detail.html#compression-live", context)
-    settings = sorted((job.config or {}).items())
-    context.update(settings=[(k, v if isinstance(v, str) else json.dumps(v)) for k, v in settings],
+    context.update(settings=_settings(job),
                    loss_chart=_loss_chart(job.result or {}))  # fmt: skip
     return render(request, "training_app/compress_detail.html", context)
 

@@ -281,3 +281,16 @@ def test_user_text_in_a_family_name_is_escaped_on_the_family_page(world, tmp_pat
     finished_job(version_of(model, 1, model_folder(tmp_path, "evil")), version)
     html = world.client("PM").get(reverse("training:compression-family", args=[model.pk])).content.decode()
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
+
+
+def test_the_settings_table_leaves_out_empty_values_and_other_methods_settings(world, base):
+    config = {"method": "int8_dynamic", "device": "cpu", "alpha": 0.5, "sparsity": 0.5, "labels": None}
+    job = CompressionJob.objects.create(source=base, method="int8_dynamic", config=config)
+    html = world.client("PM").get(reverse("training:compression", args=[job.pk])).content.decode()
+    settings = html.split('id="settings"', 1)[1]
+    assert "<th>device</th>" in settings and "<th>method</th>" in settings
+    assert (
+        "<th>alpha</th>" not in settings
+        and "<th>sparsity</th>" not in settings
+        and "<th>labels</th>" not in settings
+    )
