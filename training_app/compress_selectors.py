@@ -76,7 +76,7 @@ def job_ratios(job: CompressionJob, benches: dict | None = None) -> dict:
     benches = benches if benches is not None else job_benchmarks(job)
     src, out = benches["source"], benches["compressed"]
     engine = (job.result or {}).get("benchmark") or {}
-    speed = engine.get("speedup") or engine.get("latency_speedup") or {}
+    speed = engine.get("speedup") or {}
     if src and out:
         return {"size_ratio": _ratio(out.size_bytes, src.size_bytes),
                 "parameter_ratio": _ratio(out.parameters, src.parameters),

@@ -52,7 +52,7 @@ def _compress(job: CompressionJob, report: Reporter) -> str:
     report(progress=COMPRESS_SHARE, message="benchmarking the result against its source")
     report.check()
     ratios = _benchmark(job, version, config)
-    speed = ratios.get("latency_speedup", {}).get("8")
+    speed = (ratios.get("speedup") or {}).get("8")
     speed = f", {speed:.2f}x faster at batch 8" if speed else ""
     return f"registered {version}: {ratios.get('size_ratio', 0):.2f} of the source's size{speed}"
 
