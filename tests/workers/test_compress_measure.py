@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from workers.compress.config import CompressError, ConfigError
-from workers.compress.measure import benchmark, benchmark_pair, compare, count_parameters, fill_batch
+from workers.compress.measure import (
+    benchmark,
+    benchmark_pair,
+    combine_rounds,
+    compare,
+    count_parameters,
+    fill_batch,
+)
 
 TEXTS = ["where is my parcel?", "I was charged twice for one order", "how do I send this back?"]
 QUICK = {"warmup": 1, "repeats": 3, "threads": 1}
@@ -27,7 +34,7 @@ def plain_count(path, cls) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def assert_sane(result: dict, path, parameters: int) -> None:
+def assert_sane(result: dict, path, parameters: int, threads: int = 1) -> None:
     assert result["size_bytes"] == folder_bytes(path)
     assert result["parameters"] == parameters
     assert result["peak_memory_bytes"] > 0
@@ -37,7 +44,7 @@ def assert_sane(result: dict, path, parameters: int) -> None:
         assert 0 < figures["p50_ms"] <= figures["p95_ms"]
         assert figures["mean_ms"] > 0
     assert result["throughput"] == pytest.approx(8 / (result["latency"]["8"]["mean_ms"] / 1000))
-    assert result["threads"] == 1
+    assert result["threads"] == threads
     assert result["device"] == "cpu"
     assert result["texts"] == len(TEXTS)
 
@@ -57,9 +64,12 @@ def test_it_benchmarks_a_causal_lm_in_a_fresh_process(tiny_dir):
 def test_it_benchmarks_a_classifier_in_process(tiny_bert_dir):
     from transformers import AutoModelForSequenceClassification
 
-    result = benchmark(tiny_bert_dir, "classification", texts=TEXTS, isolate=False, **QUICK)
+    result = benchmark(tiny_bert_dir, "classification", texts=TEXTS, isolate=False, **{**QUICK, "threads": 2})
 
-    assert_sane(result, tiny_bert_dir, plain_count(tiny_bert_dir, AutoModelForSequenceClassification))
+    assert_sane(
+        result, tiny_bert_dir, plain_count(tiny_bert_dir, AutoModelForSequenceClassification), threads=2
+    )
+    assert torch.get_num_threads() == 1  # the caller's setting is back
     assert result["isolated"] is False
     assert result["tokens_per_s"] is None
     assert result["max_new_tokens"] is None
@@ -95,6 +105,29 @@ def test_batches_cycle_the_texts_to_fill_each_size():
     assert fill_batch(["a", "b", "c"], 8) == ["a", "b", "c", "a", "b", "c", "a", "b"]
 
 
+def test_a_saved_int8_folder_counts_as_many_parameters_as_its_source_and_is_smaller(tiny_bert_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from workers.compress.config import CompressConfig
+    from workers.compress.quantize import quantize_model, save_quantized
+
+    config = CompressConfig(
+        method="int8_dynamic", model_path=str(tiny_bert_dir), output_dir=str(tmp_path), task="classification"
+    )
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, use_safetensors=True).eval()
+    source_count = sum(p.numel() for p in model.parameters())
+    details = quantize_model(model, config)
+    save_quantized(
+        model, AutoTokenizer.from_pretrained(tiny_bert_dir), tmp_path / "int8", config, details, tiny_bert_dir
+    )
+
+    result = benchmark(tmp_path / "int8", "classification", texts=TEXTS, isolate=False, **QUICK)
+
+    assert_sane(result, tmp_path / "int8", source_count)
+    assert result["size_bytes"] < folder_bytes(tiny_bert_dir)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_it_counts_dynamic_int8_weights_that_parameters_misses(tiny_bert_dir):
     from transformers import AutoModelForSequenceClassification
 
@@ -137,7 +170,7 @@ def result(size, params, memory, p50s, throughput, texts="abc"):
         "task": "classification", "texts_sha256": texts, "max_new_tokens": None, "size_bytes": size,
         "parameters": params, "peak_memory_bytes": memory, "model_memory_bytes": memory // 2,
         "latency": {b: {"p50_ms": v, "p95_ms": v * 2, "mean_ms": v} for b, v in p50s.items()},
-        "throughput": throughput, "tokens_per_s": None,
+        "throughput": throughput, "tokens_per_s": None, "load_seconds": 1.0,
     }  # fmt: skip
 
 
@@ -164,22 +197,34 @@ def test_compare_refuses_benchmarks_of_different_texts_or_batch_sizes():
         compare(source, result(1, 1, 1, {"1": 1.0, "8": 1.0}, 1.0))
 
 
-def test_benchmark_pair_keeps_the_median_of_the_round_p50s(tiny_bert_dir, tmp_path):
+def test_benchmark_pair_measures_both_models_in_each_round(tiny_bert_dir, tmp_path):
     copied = tmp_path / "copy"
     shutil.copytree(tiny_bert_dir, copied)
 
     source, compressed = benchmark_pair(
-        tiny_bert_dir, copied, "classification", texts=TEXTS, batch_sizes=(1, 8), rounds=3, **QUICK
+        tiny_bert_dir, copied, "classification", texts=TEXTS, batch_sizes=(1, 8), rounds=2, **QUICK
     )
 
     assert source["model_path"] == str(tiny_bert_dir) and compressed["model_path"] == str(copied)
     for measured in (source, compressed):
-        assert measured["rounds"] == 3
+        assert measured["rounds"] == 2 and measured["isolated"] is True
         for size in ("1", "8"):
             rounds = measured["round_p50_ms"][size]
-            assert len(rounds) == 3
+            assert len(rounds) == 2
             assert measured["latency"][size]["p50_ms"] == statistics.median(rounds)
     assert compare(source, compressed)["parameter_ratio"] == 1.0
+
+
+def test_rounds_combine_into_the_median_of_each_figure():
+    rounds = [result(100, 10, memory, {"1": p50}, throughput) for memory, p50, throughput in
+              ((1000, 9.0, 50.0), (3000, 1.0, 70.0), (2000, 4.0, 60.0))]  # fmt: skip
+
+    combined = combine_rounds(rounds)
+
+    assert combined["latency"]["1"] == {"p50_ms": 4.0, "p95_ms": 8.0, "mean_ms": 4.0}
+    assert combined["round_p50_ms"] == {"1": [9.0, 1.0, 4.0]}
+    assert combined["throughput"] == 60.0 and combined["peak_memory_bytes"] == 2000
+    assert combined["rounds"] == 3 and combined["parameters"] == 10
 
 
 def test_benchmark_pair_rejects_zero_rounds(tiny_bert_dir):

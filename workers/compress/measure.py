@@ -59,7 +59,6 @@ from pathlib import Path
 
 from workers.compress.config import TASKS, CompressError, ConfigError
 
-MEASURED = """(filled in from bench runs; see the module docstring)"""
 ROOT = Path(__file__).resolve().parents[2]
 MAX_CLASSIFIER_TOKENS = 512
 
@@ -103,30 +102,30 @@ def size_on_disk(model_path, base_dir=None) -> int:
 # ---- the measurement itself (in whichever process runs it)
 
 
+def _whole(value, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
 def _check(task, device, texts, batch_sizes, warmup, repeats, max_new_tokens, threads) -> None:
     problems: dict[str, list[str]] = {}
-
-    def bad(name: str, message: str) -> None:
-        problems.setdefault(name, []).append(message)
-
     if task not in TASKS:
-        bad("task", f"must be one of {', '.join(TASKS)} (got {task!r})")
+        problems["task"] = [f"must be one of {', '.join(TASKS)} (got {task!r})"]
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
-        bad("device", f"must be cpu, cuda or auto (got {device!r})")
+        problems["device"] = [f"must be cpu, cuda or auto (got {device!r})"]
     if not isinstance(texts, list | tuple) or not texts or not all(isinstance(t, str) and t for t in texts):
-        bad("texts", "must be a non-empty list of non-empty strings")
+        problems["texts"] = ["must be a non-empty list of non-empty strings"]
     sizes = list(batch_sizes) if isinstance(batch_sizes, list | tuple) else []
-    if not sizes or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in sizes):
-        bad("batch_sizes", f"must be a non-empty list of integers >= 1 (got {batch_sizes!r})")
+    if not sizes or not all(_whole(b, 1) for b in sizes):
+        problems["batch_sizes"] = [f"must be a non-empty list of integers >= 1 (got {batch_sizes!r})"]
     for name, value, least in (
         ("warmup", warmup, 0),
         ("repeats", repeats, 1),
         ("max_new_tokens", max_new_tokens, 1),
     ):
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            bad(name, f"must be an integer >= {least} (got {value!r})")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        bad("threads", f"must be an integer >= 1 or None (got {threads!r})")
+        if not _whole(value, least):
+            problems[name] = [f"must be an integer >= {least} (got {value!r})"]
+    if threads is not None and not _whole(threads, 1):
+        problems["threads"] = [f"must be an integer >= 1 or None (got {threads!r})"]
     if problems:
         raise ConfigError(problems)
 
@@ -187,30 +186,37 @@ def _time(call, device, warmup: int, repeats: int) -> list[float]:
 
 
 def _import_loaders(path, task: str, base_dir) -> None:
-    """Import the code that loading will need (its model class, the quantised loader), so that neither
-    load_seconds nor the memory baseline counts Python imports; failures are left for load_model to report."""
-    import importlib
-
+    """Import the code loading will run (loaders, the model's class), so that neither load_seconds nor the
+    memory baseline counts Python imports; any failure is left for load_model to report."""
     with contextlib.suppress(Exception):
         import transformers
 
-        from workers.classify import load_classifier  # noqa: F401
-        from workers.generate import load_causal  # noqa: F401
+        import workers.classify  # noqa: F401
+        import workers.generate.decode  # noqa: F401
+        import workers.generate.loading  # noqa: F401
 
-        folder = Path(path)
-        if (folder / "quantization.json").exists():
-            importlib.import_module("workers.compress.quantize")
-        config = json.loads(((Path(base_dir) if base_dir else folder) / "config.json").read_text())
-        for name in config.get("architectures") or []:
+        if (Path(path) / "quantization.json").exists():
+            import workers.compress.quantize  # noqa: F401
+        config = json.loads((Path(base_dir or path) / "config.json").read_text())
+        for name in [*(config.get("architectures") or []), "AutoTokenizer", "DynamicCache"]:
             getattr(transformers, name, None)
-        for auto in ("AutoTokenizer", "AutoModelForCausalLM", "AutoModelForSequenceClassification"):
-            getattr(transformers, auto)
-        if task == "causal_lm":
-            from transformers import DynamicCache  # noqa: F401
 
 
 def measure(request: dict) -> dict:
-    """Run one benchmark in this process; ``request`` holds benchmark()'s arguments (plain JSON values)."""
+    """Run one benchmark in this process; ``request`` holds benchmark()'s arguments (plain JSON values).
+    The torch thread count asked for applies during the measurement only."""
+    import torch
+
+    before = torch.get_num_threads()
+    if request.get("threads"):
+        torch.set_num_threads(request["threads"])
+    try:
+        return _measure(request)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _measure(request: dict) -> dict:
     import torch
     import transformers  # noqa: F401 - imported before the memory baseline, which must not count it
 
@@ -218,8 +224,6 @@ def measure(request: dict) -> dict:
     from workers.evaluate.stats import latency_summary
 
     path, task = request["model_path"], request["task"]
-    if request.get("threads"):
-        torch.set_num_threads(request["threads"])
     wanted = request.get("device") or "cpu"
     if wanted == "auto":
         wanted = "cuda" if torch.cuda.is_available() else "cpu"
@@ -247,45 +251,28 @@ def measure(request: dict) -> dict:
         latency[str(size)] = {f"{k}_ms": summary[k] * 1000 for k in ("p50", "p95", "mean")}
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else _rss_bytes()
     mean_s = latency[str(largest)]["mean_ms"] / 1000
+    texts, new_tokens = request["texts"], request["max_new_tokens"] if task == "causal_lm" else None
     return {
-        "model_path": str(path),
-        "task": task,
-        "size_bytes": size_on_disk(path, request.get("base_dir")),
-        "parameters": count_parameters(model),
-        "peak_memory_bytes": peak,
-        "model_memory_bytes": max(0, peak - before),
-        "load_seconds": load_seconds,
-        "latency": latency,
+        "model_path": str(path), "task": task, "size_bytes": size_on_disk(path, request.get("base_dir")),
+        "parameters": count_parameters(model), "peak_memory_bytes": peak,
+        "model_memory_bytes": max(0, peak - before), "load_seconds": load_seconds, "latency": latency,
         "throughput": largest / mean_s if mean_s > 0 else None,
-        "tokens_per_s": largest * request["max_new_tokens"] / mean_s
-        if task == "causal_lm" and mean_s
-        else None,
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-        "texts": len(request["texts"]),
-        "texts_sha256": hashlib.sha256(json.dumps(request["texts"]).encode()).hexdigest(),
-        "max_new_tokens": request["max_new_tokens"] if task == "causal_lm" else None,
+        "tokens_per_s": largest * new_tokens / mean_s if new_tokens and mean_s > 0 else None,
+        "threads": torch.get_num_threads(), "device": str(device), "texts": len(texts),
+        "texts_sha256": hashlib.sha256(json.dumps(texts).encode()).hexdigest(), "max_new_tokens": new_tokens,
         "isolated": bool(request.get("isolated")),
-    }
+    }  # fmt: skip
 
 
 # ---- the public entry points
 
 
+# fmt: off
 def benchmark(
-    model_path,
-    task,
-    *,
-    base_dir=None,
-    device="cpu",
-    texts: list[str],
-    batch_sizes=(1, 8),
-    warmup=3,
-    repeats=20,
-    max_new_tokens=16,
-    threads=None,
-    isolate=True,
+    model_path, task, *, base_dir=None, device="cpu", texts: list[str], batch_sizes=(1, 8), warmup=3, repeats=20,
+    max_new_tokens=16, threads=None, isolate=True,
 ) -> dict:
+    # fmt: on
     """Size, parameters, memory, load time, latency per batch size and throughput of one model version."""
     _check(task, device, texts, batch_sizes, warmup, repeats, max_new_tokens, threads)
     request = {
