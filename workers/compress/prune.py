@@ -1,4 +1,5 @@
-"""Unstructured and 2:4 pruning as masks: the tensors keep their shape, pruned weights are exact zeros.
+"""Unstructured and 2:4 pruning as masks (the tensors keep their shape, pruned weights are exact zeros), and
+the importance scores by which workers.compress.structure decides which heads and channels to cut.
 
     masks = magnitude_masks(model, 0.5)      # or semi_structured_masks(model): 2 of every 4 inputs kept
     apply_masks(model, masks)                # pruned weights become 0.0
@@ -6,11 +7,12 @@
     ...                                      # AdamW steps (zero-initialised state keeps zeros at exactly 0)
     for handle in handles: handle.remove()
     masked_sparsity(model, masks)            # 0.5, counted on the weights themselves
+    importance(model, calibration)           # {"heads": [...], "mlp": [...], "hidden": ...}: higher = keep
 
-What is pruned: only the ``nn.Linear`` layers inside the transformer blocks (``prunable_linears``). Embeddings,
-the LM head, BERT's pooler and the classifier / score head stay dense: they are few parameters next to the
-blocks (except the embeddings, whose rows are looked up, not multiplied, so zeros there buy no speed) and the
-heads are where a wrong zero costs the most accuracy.
+What is pruned: only the ``nn.Linear`` layers inside the transformer blocks (``prunable_linears``).
+Embeddings, the LM head, BERT's pooler and the classifier / score head stay dense: they are few parameters
+next to the blocks (except the embeddings, whose rows are looked up, not multiplied, so zeros there buy no
+speed) and the heads are where a wrong zero costs the most accuracy.
 
 Magnitude pruning uses ONE global threshold over all prunable weights (not a per-layer quota): layers whose
 weights are small overall lose more, which is what "global magnitude" in the literature means and what keeps
@@ -26,6 +28,17 @@ Why gradient hooks instead of ``torch.nn.utils.prune``: the latter reparametrise
 weight_mask buffers), which changes the state-dict keys; hooks leave the model a plain HF model that
 ``save_pretrained`` writes as is. With a zero gradient and AdamW's zero-initialised moments, the update of a
 pruned weight is 0 and decoupled weight decay multiplies 0 by (1 - lr·wd): it stays exactly 0.
+
+Importance (which units go). With ``calibration`` batches: activations, as Minitron (Sreenivas et al. 2024,
+"LLM Pruning and Distillation in Practice"; Muralidharan et al. 2024): a head's score is the mean L2 norm of
+its attention output (the input of o_proj / attention.output.dense) over real tokens, a KV group's the sum
+over its query heads; an MLP channel's the mean |activation| entering down_proj / output.dense; a residual
+channel's the mean |output| of every LayerNorm / RMSNorm summed. Activations see what the data actually
+exercises (a channel with large weights that the data never excites is cheap to drop), and Minitron found them
+better than weight magnitudes with ~1k samples. Without calibration: weight norms, the only thing there is — a
+head's squared norms of its q/k/v rows and o columns; an MLP channel's product of its input-row and
+output-column norms (the gain of that path); a residual channel's squared norms over every block matrix
+reading or writing it and its embedding column.
 
 Plain Python + torch: never imports django.
 """
@@ -142,3 +155,100 @@ def masked_sparsity(model, masks: dict[str, torch.Tensor]) -> float:
         zeros += int((weight == 0).sum())
         total += weight.numel()
     return zeros / total if total else 0.0
+
+
+# ---- the parts of a layer, and how much each unit matters (for workers.compress.structure)
+
+
+def layer_parts(layer, arch: str) -> dict:
+    if arch == "llama":
+        a, m = layer.self_attn, layer.mlp
+        return {"q": a.q_proj, "k": a.k_proj, "v": a.v_proj, "o": a.o_proj,
+                "mlp_in": [m.gate_proj, m.up_proj], "mlp_out": m.down_proj,
+                "norms": [layer.input_layernorm, layer.post_attention_layernorm]}  # fmt: skip
+    a = layer.attention
+    return {"q": a.self.query, "k": a.self.key, "v": a.self.value, "o": a.output.dense,
+            "mlp_in": [layer.intermediate.dense], "mlp_out": layer.output.dense,
+            "norms": [a.output.LayerNorm, layer.output.LayerNorm]}  # fmt: skip
+
+
+def head_dim(model) -> int:
+    c = model.config
+    return getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+
+
+def importance(model, calibration=None) -> dict:
+    """Scores, higher = keep: {"heads": [per query head, per layer], "mlp": [per channel, per layer],
+    "hidden": per residual channel}; from activations on ``calibration`` batches, else from weight norms."""
+    if calibration:
+        return _activation_importance(model, calibration)
+    arch, scores = architecture(model), {"heads": [], "mlp": [], "hidden": 0}
+    hd = head_dim(model)
+    with torch.no_grad():
+        for layer in blocks(model):
+            p = layer_parts(layer, arch)
+            qo = p["q"].weight.view(-1, hd, p["q"].in_features).pow(2).sum((1, 2))
+            qo = qo + p["o"].weight.view(p["o"].out_features, -1, hd).pow(2).sum((0, 2))
+            kv = sum(p[n].weight.view(-1, hd, p[n].in_features).pow(2).sum((1, 2)) for n in "kv")
+            rep = len(qo) // len(kv)
+            scores["heads"].append(qo + kv.repeat_interleave(rep) / rep)
+            gain = p["mlp_out"].weight.norm(dim=0)
+            for linear in p["mlp_in"]:
+                gain = gain * linear.weight.norm(dim=1)
+            scores["mlp"].append(gain)
+            reads = sum(p[n].weight.pow(2).sum(0) for n in "qkv") + sum(
+                x.weight.pow(2).sum(0) for x in p["mlp_in"]
+            )
+            scores["hidden"] = scores["hidden"] + reads + p["o"].weight.pow(2).sum(1)
+            scores["hidden"] = scores["hidden"] + p["mlp_out"].weight.pow(2).sum(1)
+        scores["hidden"] = scores["hidden"] + model.get_input_embeddings().weight.pow(2).sum(0)
+    return scores
+
+
+def _final_norms(model, arch: str) -> list:
+    base = model.base_model
+    return [base.norm] if arch == "llama" else [base.embeddings.LayerNorm]
+
+
+def _activation_importance(model, calibration) -> dict:
+    arch, hd = architecture(model), head_dim(model)
+    layers = blocks(model)
+    sums = {"heads": [0.0] * len(layers), "mlp": [0.0] * len(layers), "hidden": 0.0}
+    state = {"mask": None, "tokens": 0}
+
+    def add(key, i, values):  # values [B, T, C] -> masked sum over tokens
+        total = (values.float() * state["mask"][..., None]).sum((0, 1))
+        if i is None:
+            sums[key] = sums[key] + total
+        else:
+            sums[key][i] = sums[key][i] + total
+
+    handles = []
+    for i, layer in enumerate(layers):
+        p = layer_parts(layer, arch)
+        handles.append(p["o"].register_forward_pre_hook(
+            lambda m, a, i=i: add("heads", i, a[0].unflatten(-1, (-1, hd)).norm(dim=-1))))  # fmt: skip
+        handles.append(p["mlp_out"].register_forward_pre_hook(lambda m, a, i=i: add("mlp", i, a[0].abs())))
+        for norm in p["norms"]:
+            handles.append(norm.register_forward_hook(lambda m, a, out: add("hidden", None, out.abs())))
+    for norm in _final_norms(model, arch):
+        handles.append(norm.register_forward_hook(lambda m, a, out: add("hidden", None, out.abs())))
+    device, training = next(model.parameters()).device, model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in calibration:
+                batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+                state["mask"] = batch["attention_mask"].float()
+                state["tokens"] += int(batch["attention_mask"].sum())
+                model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(training)
+    n = max(state["tokens"], 1)
+    return {
+        "heads": [s / n for s in sums["heads"]],
+        "mlp": [s / n for s in sums["mlp"]],
+        "hidden": sums["hidden"] / n,
+    }

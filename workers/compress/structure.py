@@ -1,17 +1,17 @@
 """Structured pruning and students: tensors physically shrink, so size on disk and latency really drop.
 
-    prune_heads(model, 0.5, calibration)     # half the attention heads (Llama: key/value groups) of each layer
+    prune_heads(model, 0.5, calibration)     # half the heads (Llama: key/value groups) of each layer
     prune_mlp(model, 0.5, calibration)       # half the MLP channels of each layer
-    student = make_student(teacher, layers=3, hidden_size=192, calibration=calibration)   # a new, smaller copy
+    student = make_student(teacher, layers=3, hidden_size=192, calibration=calibration)  # a smaller copy
     calibration = calibration_batches(tokenizer, texts)   # [{"input_ids", "attention_mask"}, ...]
 
-Every function updates the config as it cuts (intermediate_size, num_attention_heads / num_key_value_heads with
-head_dim pinned, hidden_size, num_hidden_layers), so ``save_pretrained`` -> ``from_pretrained`` rebuilds the same
-shapes and gives the same outputs. One exception, BERT head pruning: BertSelfAttention derives the head size
-from hidden_size / num_attention_heads, and transformers 5 dropped ``prune_heads`` and the ``pruned_heads``
-config entry, so no BertConfig describes "6 heads of 32 in a 384-wide model". We keep the config's head count,
-write the removed heads to ``config.pruned_heads`` ({"layer": [original head indices]}), and
-``from_pretrained(model_class, path)`` below re-cuts an empty model from that record before loading the
+Every function updates the config as it cuts (intermediate_size, num_attention_heads / num_key_value_heads
+with head_dim pinned, hidden_size, num_hidden_layers), so ``save_pretrained`` -> ``from_pretrained`` rebuilds
+the same shapes and gives the same outputs. One exception, BERT head pruning: BertSelfAttention derives the
+head size from hidden_size / num_attention_heads, and transformers 5 dropped ``prune_heads`` and the
+``pruned_heads`` config entry, so no BertConfig describes "6 heads of 32 in a 384-wide model". We keep the
+config's head count, write the removed heads to ``config.pruned_heads`` ({"layer": [original head indices]}),
+and ``from_pretrained(model_class, path)`` below re-cuts an empty model from that record before loading the
 weights (a plain ``AutoModel*.from_pretrained`` refuses the folder with a size mismatch: loud, never wrong).
 
 Uniform counts: every layer keeps the same number of heads / KV groups / channels (the config holds one
@@ -19,16 +19,9 @@ intermediate_size and one head count), but each layer picks its own. Rounding: k
 sparsity), as workers.compress.config._kept. Llama with grouped-query attention loses whole key/value groups
 with their query heads, so the group structure (and the KV cache's shape) stays valid.
 
-Importance (which units go). With ``calibration`` batches: activations, as Minitron (Sreenivas et al. 2024, "LLM
-Pruning and Distillation in Practice"; Muralidharan et al. 2024): a head's score is the mean L2 norm of its
-attention output (the input of o_proj / attention.output.dense) over real tokens, a KV group's the sum over its
-query heads; an MLP channel's the mean |activation| entering down_proj / output.dense; a residual channel's the
-mean |output| of every LayerNorm / RMSNorm summed. Activations see what the data actually exercises (a channel
-with large weights that the data never excites is cheap to drop), and Minitron found them better than weight
-magnitudes with ~1k samples. Without calibration: weight norms, the only thing there is — a head's squared norms
-of its q/k/v rows and o columns; an MLP channel's product of its input-row and output-column norms (the gain of
-that path); a residual channel's squared norms over every block matrix reading or writing it and its embedding
-column. Depth (``make_student(layers=)``) keeps evenly spaced layers, first and last included.
+Importance (which heads, channels and residual channels stay): workers.compress.prune.importance, from
+activations on calibration batches (Minitron) or, without them, from weight norms. Depth
+(``make_student(layers=)``) keeps evenly spaced layers, first and last included.
 
 Measured on all-MiniLM-L6-v2 with a random 3-label head (BertForSequenceClassification), CPU float32:
   teacher 22,714,371 parameters, 11,720,448 of them word embeddings (30522 × 384)
@@ -38,7 +31,9 @@ Measured on all-MiniLM-L6-v2 with a random 3-label head (BertForSequenceClassifi
     make_student(hidden_size=192)            -> 10,440,195 (46.0%; 6 heads of 32, embeddings 5.96M)
     make_student(hidden_size=192, layers=3)  ->  8,218,563 (36.2%)
     make_student(hidden_size=256, layers=3)  -> 11,169,539 (49.2%; 8 heads)
-  latency: see LATENCY below.
+  latency, batch 8 × 32 tokens, 1 thread, 60 interleaved runs on a busy 2-core machine (load ≈ 5; the ratio
+  matters, not the milliseconds): teacher p50 162 ms; prune_mlp 0.5 -> 112 ms (1.45× faster);
+  prune_heads 0.5 -> 141 ms (1.15×). bench/ measures this properly.
 
 Plain Python + torch: never imports django.
 """
@@ -53,7 +48,7 @@ import torch
 from torch import nn
 
 from workers.compress.config import CompressError, _kept
-from workers.compress.prune import architecture, blocks
+from workers.compress.prune import architecture, blocks, head_dim, importance, layer_parts
 
 RECORD = "pruned_heads"
 
@@ -77,22 +72,6 @@ def calibration_batches(tokenizer, texts, max_len: int = 128, batch_size: int = 
 
 
 # ---- the parts of a layer, and cutting them
-
-
-def _parts(layer, arch: str) -> dict:
-    if arch == "llama":
-        a, m = layer.self_attn, layer.mlp
-        return {"q": a.q_proj, "k": a.k_proj, "v": a.v_proj, "o": a.o_proj, "mlp_in": [m.gate_proj, m.up_proj],
-                "mlp_out": m.down_proj, "norms": [layer.input_layernorm, layer.post_attention_layernorm]}  # fmt: skip
-    a = layer.attention
-    return {"q": a.self.query, "k": a.self.key, "v": a.self.value, "o": a.output.dense,
-            "mlp_in": [layer.intermediate.dense], "mlp_out": layer.output.dense,
-            "norms": [a.output.LayerNorm, layer.output.LayerNorm]}  # fmt: skip
-
-
-def _head_dim(model) -> int:
-    c = model.config
-    return getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
 
 
 def _narrow(linear: nn.Linear, rows=None, cols=None) -> None:
@@ -139,85 +118,6 @@ def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
     return scores.float().topk(k).indices.sort().values.cpu()
 
 
-# ---- importance
-
-
-def _importance(model, calibration) -> dict:
-    """{"heads": [per-query-head score per layer], "mlp": [per-channel], "hidden": per residual channel}."""
-    if calibration:
-        return _activation_importance(model, calibration)
-    arch, scores = architecture(model), {"heads": [], "mlp": [], "hidden": 0}
-    hd = _head_dim(model)
-    with torch.no_grad():
-        for layer in blocks(model):
-            p = _parts(layer, arch)
-            qo = p["q"].weight.view(-1, hd, p["q"].in_features).pow(2).sum((1, 2))
-            qo = qo + p["o"].weight.view(p["o"].out_features, -1, hd).pow(2).sum((0, 2))
-            kv = sum(p[n].weight.view(-1, hd, p[n].in_features).pow(2).sum((1, 2)) for n in "kv")
-            rep = len(qo) // len(kv)
-            scores["heads"].append(qo + kv.repeat_interleave(rep) / rep)
-            gain = p["mlp_out"].weight.norm(dim=0)
-            for linear in p["mlp_in"]:
-                gain = gain * linear.weight.norm(dim=1)
-            scores["mlp"].append(gain)
-            reads = sum(p[n].weight.pow(2).sum(0) for n in "qkv") + sum(
-                x.weight.pow(2).sum(0) for x in p["mlp_in"]
-            )
-            scores["hidden"] = scores["hidden"] + reads + p["o"].weight.pow(2).sum(1)
-            scores["hidden"] = scores["hidden"] + p["mlp_out"].weight.pow(2).sum(1)
-        scores["hidden"] = scores["hidden"] + model.get_input_embeddings().weight.pow(2).sum(0)
-    return scores
-
-
-def _final_norms(model, arch: str) -> list:
-    base = model.base_model
-    return [base.norm] if arch == "llama" else [base.embeddings.LayerNorm]
-
-
-def _activation_importance(model, calibration) -> dict:
-    arch, hd = architecture(model), _head_dim(model)
-    layers = blocks(model)
-    sums = {"heads": [0.0] * len(layers), "mlp": [0.0] * len(layers), "hidden": 0.0}
-    state = {"mask": None, "tokens": 0}
-
-    def add(key, i, values):  # values [B, T, C] -> masked sum over tokens
-        total = (values.float() * state["mask"][..., None]).sum((0, 1))
-        if i is None:
-            sums[key] = sums[key] + total
-        else:
-            sums[key][i] = sums[key][i] + total
-
-    handles = []
-    for i, layer in enumerate(layers):
-        p = _parts(layer, arch)
-        handles.append(p["o"].register_forward_pre_hook(
-            lambda m, a, i=i: add("heads", i, a[0].unflatten(-1, (-1, hd)).norm(dim=-1))))  # fmt: skip
-        handles.append(p["mlp_out"].register_forward_pre_hook(lambda m, a, i=i: add("mlp", i, a[0].abs())))
-        for norm in p["norms"]:
-            handles.append(norm.register_forward_hook(lambda m, a, out: add("hidden", None, out.abs())))
-    for norm in _final_norms(model, arch):
-        handles.append(norm.register_forward_hook(lambda m, a, out: add("hidden", None, out.abs())))
-    device, training = next(model.parameters()).device, model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch in calibration:
-                batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-                state["mask"] = batch["attention_mask"].float()
-                state["tokens"] += int(batch["attention_mask"].sum())
-                model(**batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(training)
-    n = max(state["tokens"], 1)
-    return {
-        "heads": [s / n for s in sums["heads"]],
-        "mlp": [s / n for s in sums["mlp"]],
-        "hidden": sums["hidden"] / n,
-    }
-
-
 # ---- structured pruning
 
 
@@ -228,19 +128,19 @@ def _check_sparsity(sparsity: float) -> None:
 
 def _units(model) -> tuple[int, str]:
     """Key/value groups (Llama with GQA) or heads per layer, now."""
-    k = _parts(blocks(model)[0], architecture(model))["k"]
-    q = _parts(blocks(model)[0], architecture(model))["q"]
+    k = layer_parts(blocks(model)[0], architecture(model))["k"]
+    q = layer_parts(blocks(model)[0], architecture(model))["q"]
     grouped = q.out_features != k.out_features
-    return k.out_features // _head_dim(model), "key/value groups" if grouped else "attention heads"
+    return k.out_features // head_dim(model), "key/value groups" if grouped else "attention heads"
 
 
 def _cut_heads(model, kept: int, scores: list) -> dict[int, list[int]]:
     """Every layer keeps its ``kept`` best groups (BERT: heads); returns the units removed per layer."""
-    arch, hd = architecture(model), _head_dim(model)
+    arch, hd = architecture(model), head_dim(model)
     total, _ = _units(model)
     removed = {}
     for i, layer in enumerate(blocks(model)):
-        p = _parts(layer, arch)
+        p = layer_parts(layer, arch)
         keep = _top(scores[i].reshape(total, -1).sum(-1), kept)
         _keep_groups(p, keep, hd)
         removed[i] = sorted(set(range(total)) - set(keep.tolist()))
@@ -270,7 +170,8 @@ def _record_bert_heads(model, removed: dict[int, list[int]]) -> None:
 def _report(model, before: int, unit: str, total: int, kept: int, removed, calibration) -> dict:
     after = parameter_count(model)
     return {"unit": unit, "units_per_layer": total, "kept_per_layer": kept, "removed_per_layer": removed,
-            "sparsity_reached": (total - kept) / total, "parameters_before": before, "parameters_after": after,
+            "sparsity_reached": (total - kept) / total,
+            "parameters_before": before, "parameters_after": after,
             "parameter_share_removed": (before - after) / before,
             "importance": "activation" if calibration else "weight_norm"}  # fmt: skip
 
@@ -283,7 +184,7 @@ def prune_heads(model, sparsity: float, calibration=None) -> dict:
     kept = _kept(total, sparsity)
     if kept in (0, total):
         raise CompressError(f"removing {sparsity} of {total} {unit} per layer leaves {kept}: choose another")
-    before, scores = parameter_count(model), _importance(model, calibration)["heads"]
+    before, scores = parameter_count(model), importance(model, calibration)["heads"]
     removed = _cut_heads(model, kept, scores)
     return _report(model, before, unit, total, kept, removed, calibration)
 
@@ -291,7 +192,7 @@ def prune_heads(model, sparsity: float, calibration=None) -> dict:
 def _cut_mlp(model, kept: int, scores: list) -> dict[int, list[int]]:
     arch, removed = architecture(model), {}
     for i, layer in enumerate(blocks(model)):
-        p = _parts(layer, arch)
+        p = layer_parts(layer, arch)
         keep = _top(scores[i], kept)
         for linear in p["mlp_in"]:
             _narrow(linear, rows=keep)
@@ -310,7 +211,7 @@ def prune_mlp(model, sparsity: float, calibration=None) -> dict:
     kept = _kept(total, sparsity)
     if kept in (0, total):
         raise CompressError(f"removing {sparsity} of {total} MLP channels leaves {kept}: choose another")
-    before, scores = parameter_count(model), _importance(model, calibration)["mlp"]
+    before, scores = parameter_count(model), importance(model, calibration)["mlp"]
     removed = _cut_mlp(model, kept, scores)
     return _report(model, before, "MLP channels", total, kept, removed, calibration)
 
@@ -336,14 +237,14 @@ def _keep_layers(model, keep: list[int]) -> None:
 
 
 def _cut_hidden(model, keep: torch.Tensor) -> None:
-    """Keep residual channels ``keep`` everywhere: embeddings, norms, every matrix's hidden axis, the heads."""
+    """Keep residual channels ``keep``: embeddings, norms, every matrix's hidden axis, the output heads."""
     arch, base = architecture(model), model.base_model
     tied = (
         getattr(model, "lm_head", None) is not None
         and model.lm_head.weight is base.get_input_embeddings().weight
     )
     for layer in blocks(model):
-        p = _parts(layer, arch)
+        p = layer_parts(layer, arch)
         for linear in (p["q"], p["k"], p["v"], *p["mlp_in"]):
             _narrow(linear, cols=keep)
         for linear in (p["o"], p["mlp_out"]):
@@ -373,7 +274,7 @@ def _student_heads(model, hidden_size, heads) -> tuple[int | None, int | None]:
     """BERT's attention width is its hidden size: heads = hidden_size / head_dim (either may be given)."""
     if architecture(model) != "bert" or (hidden_size is None and heads is None):
         return hidden_size, heads
-    hd = _head_dim(model)
+    hd = head_dim(model)
     if hidden_size is None:
         return heads * hd, heads
     if hidden_size % hd or (heads is not None and heads * hd != hidden_size):
@@ -387,7 +288,8 @@ def _student_heads(model, hidden_size, heads) -> tuple[int | None, int | None]:
 def _check_student(model, layers, hidden_size, intermediate_size, heads) -> None:
     c, (units, unit) = model.config, _units(model)
     limits = {"layers": (layers, len(blocks(model))), "hidden_size": (hidden_size, c.hidden_size),
-              "intermediate_size": (intermediate_size, c.intermediate_size), f"heads ({unit})": (heads, units)}  # fmt: skip
+              "intermediate_size": (intermediate_size, c.intermediate_size),
+              f"heads ({unit})": (heads, units)}  # fmt: skip
     bad = [f"{name} must be between 1 and {limit} (got {value})" for name, (value, limit) in limits.items()
            if value is not None and not (isinstance(value, int) and 1 <= value <= limit)]  # fmt: skip
     if bad:
@@ -403,7 +305,7 @@ def make_student(
     hidden_size, heads = _student_heads(teacher, hidden_size, heads)
     _check_student(teacher, layers, hidden_size, intermediate_size, heads)
     wide = any(v is not None for v in (hidden_size, intermediate_size, heads))
-    scores = _importance(teacher, calibration) if wide else None
+    scores = importance(teacher, calibration) if wide else None
     student = copy.deepcopy(teacher)
     if layers is not None:
         total = len(blocks(student))
@@ -428,8 +330,9 @@ def make_student(
 
 
 def from_pretrained(model_class, path, **kwargs):
-    """``model_class.from_pretrained(path, **kwargs)``, except for a head-pruned BERT folder (config.pruned_heads):
-    the architecture is built from config.json, cut to the recorded heads, and the safetensors loaded into it."""
+    """``model_class.from_pretrained(path, **kwargs)``, except for a head-pruned BERT folder
+    (config.pruned_heads): the architecture is built from config.json, cut to the recorded heads, and the
+    safetensors loaded into it."""
     from safetensors.torch import load_file
     from transformers import AutoConfig
 
@@ -444,10 +347,10 @@ def from_pretrained(model_class, path, **kwargs):
         )
     build = getattr(model_class, "from_config", None) or model_class._from_config
     model = build(config)
-    hd, layers = _head_dim(model), blocks(model)
+    hd, layers = head_dim(model), blocks(model)
     for key, gone in record.items():
         keep = torch.tensor([h for h in range(config.num_attention_heads) if h not in gone])
-        _keep_groups(_parts(layers[int(key)], "bert"), keep, hd)
+        _keep_groups(layer_parts(layers[int(key)], "bert"), keep, hd)
         layers[int(key)].attention.self.num_attention_heads = len(keep)
         layers[int(key)].attention.self.all_head_size = len(keep) * hd
     folder = Path(path)
