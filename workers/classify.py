@@ -153,7 +153,9 @@ def load_classifier(model_dir: str, *, base_dir: str | None = None, device: str 
                 "*ForSequenceClassification architecture)"
             )
         tokenizer = _load_tokenizer(model_dir, *([Path(base_dir)] if base_dir else []))
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, **kwargs)
+        from workers.compress.structure import from_pretrained  # reads head-pruned BERT folders too
+
+        model = from_pretrained(AutoModelForSequenceClassification, model_dir, **kwargs)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.requires_grad_(False)

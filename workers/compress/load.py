@@ -131,7 +131,9 @@ def _skeleton(folder: Path, task: str, dtype: torch.dtype):
         raise CompressError(f"{folder / 'config.json'} cannot be read: {exc}") from None
     auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
     try:
-        return auto.from_config(config, dtype=dtype, trust_remote_code=False)
+        from workers.compress.structure import from_config
+
+        return from_config(auto, config).to(dtype)
     except ValueError as exc:
         raise CompressError(f"{folder / 'config.json'} does not describe a {task} model: {exc}") from None
 

@@ -329,6 +329,25 @@ def make_student(
 # ---- reloading
 
 
+def from_config(model_class, config):
+    """An untrained model of ``config``'s architecture, cut to the heads a head-pruned BERT config records
+    (config.pruned_heads), so a saved state dict of the pruned model loads strictly."""
+    record = getattr(config, RECORD, None)
+    build = getattr(model_class, "from_config", None) or model_class._from_config
+    model = build(config)
+    if not record:
+        return model
+    if config.model_type != "bert":
+        raise CompressError(f"pruned_heads in config.json is read for BERT only, not {config.model_type}")
+    hd, layers = head_dim(model), blocks(model)
+    for key, gone in record.items():
+        keep = torch.tensor([h for h in range(config.num_attention_heads) if h not in gone])
+        _keep_groups(layer_parts(layers[int(key)], "bert"), keep, hd)
+        layers[int(key)].attention.self.num_attention_heads = len(keep)
+        layers[int(key)].attention.self.all_head_size = len(keep) * hd
+    return model
+
+
 def from_pretrained(model_class, path, **kwargs):
     """``model_class.from_pretrained(path, **kwargs)``, except for a head-pruned BERT folder
     (config.pruned_heads): the architecture is built from config.json, cut to the recorded heads, and the
@@ -338,21 +357,9 @@ def from_pretrained(model_class, path, **kwargs):
 
     kwargs.setdefault("trust_remote_code", False)
     config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    record = getattr(config, RECORD, None)
-    if not record:
+    if not getattr(config, RECORD, None):
         return model_class.from_pretrained(path, **kwargs)
-    if config.model_type != "bert":
-        raise CompressError(
-            f"{path}: pruned_heads in config.json is read for BERT only, not {config.model_type}"
-        )
-    build = getattr(model_class, "from_config", None) or model_class._from_config
-    model = build(config)
-    hd, layers = head_dim(model), blocks(model)
-    for key, gone in record.items():
-        keep = torch.tensor([h for h in range(config.num_attention_heads) if h not in gone])
-        _keep_groups(layer_parts(layers[int(key)], "bert"), keep, hd)
-        layers[int(key)].attention.self.num_attention_heads = len(keep)
-        layers[int(key)].attention.self.all_head_size = len(keep) * hd
+    model = from_config(model_class, config)
     folder = Path(path)
     index = folder / "model.safetensors.index.json"
     files = (
