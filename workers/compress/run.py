@@ -183,6 +183,9 @@ def _load_student(config: CompressConfig, teacher):
 def _train(config, student, tokenizer, report, teacher, masks, device):
     from workers.compress.finetune import train_student
 
+    student.requires_grad_(True)  # the loaders freeze what they load for inference
+    if teacher is not None:
+        teacher.requires_grad_(False)
     return train_student(student, tokenizer, config, report, teacher=teacher, masks=masks, device=device)
 
 
