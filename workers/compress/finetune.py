@@ -31,8 +31,8 @@ that holds whatever the optimizer does (a masked_fill per masked weight per step
 
 Reports: ``report(step=s, train_loss=..., progress=s/steps, total_steps=steps, lr=...)`` every 10 steps and
 at the last step (train_loss: the mean step loss since the previous report); "stop" ends the run at once
-with status "cancelled". At the end of a finished run with a validation file, the validation cross-entropy
-is reported once more as ``val_loss``. The model is left in eval mode either way.
+with status "cancelled". The last report of a run with a validation file also holds ``val_loss``, the
+validation cross-entropy after the last step. The model is left in eval mode either way.
 
 Measured: see the figures below (being measured).
 """
@@ -123,13 +123,15 @@ def _train(model, tokenizer, config, report, teacher, masks, device, train_data,
     optimizer = make_optimizer(params, settings, device)
     warmup = int(config.steps * WARMUP_SHARE)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda("linear", warmup, config.steps))
-    selectors = [] if classification else [LogitSelector(m) for m in (model, teacher) if m is not None]
-    hooks = _mask_gradients(model, masks or {})
     outcome = TrainOutcome(status="succeeded")
     loss_sum = weight = 0.0
     epoch = in_epoch = 0
-    model.train()
+    selectors, hooks = [], []
     try:
+        if not classification:  # the output layer sees the answer positions only
+            selectors = [LogitSelector(m) for m in (model, teacher) if m is not None]
+        hooks = _mask_gradients(model, masks or {})
+        model.train()
         for step in range(1, config.steps + 1):
             (index,) = plan.batches(epoch, in_epoch)
             in_epoch += 1
@@ -149,16 +151,15 @@ def _train(model, tokenizer, config, report, teacher, masks, device, train_data,
                 continue
             train_loss, loss_sum, weight = loss_sum / max(weight, 1.0), 0.0, 0.0
             outcome.losses.append([step, train_loss])
-            answer = report(
-                step=step, train_loss=train_loss, progress=step / config.steps, total_steps=config.steps,
-                lr=optimizer.param_groups[0]["lr"],
-            )  # fmt: skip
-            if answer == "stop":
+            metrics = {"train_loss": train_loss, "progress": step / config.steps, "total_steps": config.steps,
+                       "lr": optimizer.param_groups[0]["lr"]}  # fmt: skip
+            if step == config.steps and val_data is not None:
+                outcome.val_loss = metrics["val_loss"] = _validation_loss(
+                    model, val_data, pad_id, config, device, selectors
+                )
+            if report(step=step, **metrics) == "stop":
                 outcome.status = "cancelled"
                 return outcome
-        if val_data is not None:
-            outcome.val_loss = _validation_loss(model, val_data, pad_id, config, device, selectors)
-            report(step=config.steps, val_loss=outcome.val_loss, progress=1.0, total_steps=config.steps)
         return outcome
     finally:
         for handle in [*hooks, *selectors]:
