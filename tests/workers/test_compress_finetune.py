@@ -284,3 +284,18 @@ def test_it_reports_malformed_rows_as_configuration_problems(tmp_path, tiny_bert
             classifier(tiny_bert_dir), tokenizer, make_config(tmp_path, train_file=str(train)), Reports()
         )
     assert caught.value.problems["train_file"][0].startswith("line 2: not JSON")
+
+
+def test_instruction_rows_train_a_causal_lm_through_the_chat_template(tmp_path, tiny_dir, tokenizer):
+    rows = [{"instruction": f"Answer question {i}.", "output": "It ships today."} for i in range(16)]
+    config = make_config(tmp_path, task="causal_lm", rows=rows, data_task="instruction", steps=20)
+    outcome = train_student(causal(tiny_dir), tokenizer, config, Reports())
+    assert outcome.status == "succeeded" and outcome.tokens > 0
+    assert outcome.losses[-1][1] < outcome.losses[0][1]
+
+
+def test_it_refuses_a_label_list_that_does_not_fit_the_classifier_head(tmp_path, tiny_bert_dir, tokenizer):
+    config = make_config(tmp_path, labels=["billing", "shipping"])
+    with pytest.raises(ConfigError) as caught:
+        train_student(classifier(tiny_bert_dir), tokenizer, config, Reports())
+    assert caught.value.problems == {"labels": ["2 labels given; the model classifies into 3"]}
