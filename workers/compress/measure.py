@@ -1,44 +1,35 @@
 """Benchmarking a model version against its source on the same machine: size on disk, parameters, peak memory,
 load time, latency p50/p95/mean at each batch size, throughput (and new tokens/s for a causal LM).
 
-    src = benchmark("models/minilm-ft", "classification", texts=texts)          # a fresh child process
-    out = benchmark("runs/c1/model", "classification", texts=texts)
-    compare(src, out)          # {"size_ratio": 0.27, "speedup": {"1": 1.9, "8": 2.4}, ...}
     src, out = benchmark_pair("models/minilm-ft", "runs/c1/model", "classification", texts=texts, rounds=3)
+    compare(src, out)         # {"size_ratio": 0.26, "speedup": {"1": 1.9, "8": 2.4}, ...}
+    benchmark("runs/c1/model", "classification", texts=texts)        # one model, in a fresh child process
 
 What is timed: a classifier runs one forward pass per batch (texts tokenised once beforehand, right-padded as
-workers.classify does); a causal LM generates ``max_new_tokens`` greedy tokens per row (prefill + decode with
-the KV cache, the latency a serving user sees), the prompts being the texts as chat user messages rendered by
-workers.generate.prompt_ids. Generation runs workers.generate's own decoding loop (``_Decoder``) on exactly one
-batch with end-of-sequence ignored, so every model does the same work (b x max_new_tokens tokens): a compressed
-model that happens to emit eos sooner would otherwise look faster, and ``generate()``'s near-tie re-decoding
-(an evaluation guarantee of exactness, ~5% of rows on the tiny random model) would add a random extra decode to
-some repeats. Batches are the texts cycled to fill each batch size, so source and compressed see the same input.
-Each batch size gets ``warmup`` untimed calls, then ``repeats`` timed ones with the garbage collector off;
-p50/p95 are numpy's linear percentiles (workers.evaluate.stats.latency_summary); throughput is items per second
-at the largest batch (batch size / mean latency); tokens_per_s is new tokens per second there.
+workers.classify does); a causal LM generates ``max_new_tokens`` greedy tokens per row from the texts as chat
+user messages (workers.generate.prompt_ids): prefill + KV-cache decode, the latency a serving user sees. It runs
+workers.generate's decoding loop (``_Decoder``) on exactly one batch with eos ignored, so every model does the
+same work: a compressed model that emits eos sooner would otherwise look faster, and ``generate()``'s near-tie
+re-decoding (an exactness guarantee for evaluation) would add a random extra decode to some repeats. Batches are
+the texts cycled to each batch size, the same for every model. Per batch size: ``warmup`` untimed calls, then
+``repeats`` timed ones with the garbage collector off; p50/p95 are numpy's linear percentiles; throughput is
+items/s at the largest batch (size / mean latency), tokens_per_s new tokens/s there.
 
-Isolation (``isolate=True``, the default): the measurement runs in a fresh ``python -m workers.compress.measure``
-child, so ``peak_memory_bytes`` (the child's ru_maxrss, or torch.cuda.max_memory_allocated on CUDA) is this
-model's alone and no warm cache or allocator state carries from one model to the next. ru_maxrss includes the
-Python + torch + transformers runtime, so ``model_memory_bytes`` also reports the peak minus the resident set
-measured just before loading (the model's weights plus activations). A child that fails sends its message
-back and the parent raises CompressError with it; one that dies without a word (killed, out of memory) gives
-its exit code and the end of its stderr. In-process (``isolate=False``) peak memory is the whole process's
-high-water mark, so it is only an upper bound.
+Isolation (``isolate=True``): a fresh ``python -m workers.compress.measure`` child per model, so no warm cache or
+allocator state carries over, and ``peak_memory_bytes`` (ru_maxrss, or torch.cuda.max_memory_allocated) is that
+child's. ru_maxrss includes the Python + torch + transformers runtime (~400 MB), so ``model_memory_bytes`` is the
+peak resident set from loading on minus the resident set just before (Linux's VmHWM, reset via
+/proc/self/clear_refs: the import peak lies above what a small model adds, so ru_maxrss minus the pre-load value
+read 0 for MiniLM). A failing child sends its message back (CompressError in the parent); one that dies silently
+gives its exit code and stderr's end. In-process (``isolate=False``) memory figures are only upper bounds.
 
-Parameters (``count_parameters``) count every weight once, quantised ones included: the packed weights of
-torch.ao dynamic-quantised Linear/Embedding modules are no nn.Parameter (``model.parameters()`` misses them), so
-their ``weight()`` and ``bias()`` are counted; torchao tensor subclasses count their logical shape (not the packed
-storage), bitsandbytes 4-bit parameters their ``quant_state.shape``. Size on disk is the folder's bytes
-(plus the base folder's for an adapter, since serving needs both).
+Parameters (``count_parameters``) count each weight once, quantised ones included: torch.ao dynamic Linear /
+Embedding weights live packed, not as nn.Parameter, so their ``weight()`` and ``bias()`` are counted; torchao
+tensor subclasses count their logical shape, bitsandbytes 4-bit ``quant_state.shape``. Size on disk: the folder's
+bytes (plus the base folder's for an adapter, which serving also needs).
 
-Noise, and why ``benchmark_pair`` alternates: this machine has 2 cores shared with other jobs, and its speed
-drifts over minutes, so two models measured one after the other can differ by the drift alone.
-``benchmark_pair`` runs the two in rounds of fresh children, alternating which goes first (ABBA...), and keeps
-per batch size the median of the round p50s. Measured on all-MiniLM-L6-v2 with a 3-label head (fp32) vs a
-torch.ao dynamic-int8 copy, 8 short support texts, batch 1 and 8, 2 threads, warmup 3, repeats 20, 5 trials of
-each protocol while other engineers ran test suites on the same 2 cores: see MEASURED below.
+Noise, and why ``benchmark_pair`` alternates (ABBA... rounds of fresh children, per batch size the median of the
+round p50s): MEASURED
 """
 
 from __future__ import annotations
@@ -68,29 +59,18 @@ MAX_CLASSIFIER_TOKENS = 512
 
 def count_parameters(model) -> int:
     """Weights of ``model``, each once (tied weights once), quantised ones at their logical (unpacked) size."""
-    import torch
-
     seen: set[int] = set()
     total = 0
     for module in model.modules():
         for p in module.parameters(recurse=False):
             if id(p) not in seen:
                 seen.add(id(p))
-                total += _logical_numel(p)
-        packed = getattr(module, "_packed_params", None)
-        if packed is not None and id(packed) not in seen and callable(getattr(module, "weight", None)):
-            seen.add(id(packed))  # torch.ao dynamic quantised Linear / Embedding: weights live packed
-            total += module.weight().numel()
-            bias = module.bias() if callable(getattr(module, "bias", None)) else None
-            total += bias.numel() if isinstance(bias, torch.Tensor) else 0
+                state = getattr(p, "quant_state", None)  # bitsandbytes 4-bit: the tensor holds packed bytes
+                total += math.prod(state.shape if getattr(state, "shape", None) is not None else p.shape)
+        if getattr(module, "_packed_params", None) is not None and callable(getattr(module, "weight", None)):
+            bias = module.bias() if callable(getattr(module, "bias", None)) else None  # torch.ao dynamic
+            total += module.weight().numel() + (bias.numel() if bias is not None else 0)
     return total
-
-
-def _logical_numel(p) -> int:
-    state = getattr(p, "quant_state", None)  # bitsandbytes 4-bit: the stored tensor is packed bytes
-    if state is not None and getattr(state, "shape", None) is not None:
-        return math.prod(state.shape)
-    return math.prod(p.shape)  # torchao subclasses report their logical shape
 
 
 def size_on_disk(model_path, base_dir=None) -> int:
@@ -137,6 +117,29 @@ def fill_batch(texts: list[str], size: int) -> list[str]:
 
 def _rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _status_bytes(key: str) -> int:
+    line = next(
+        line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(key + ":")
+    )
+    return int(line.split()[1]) * 1024
+
+
+def _reset_peak() -> int:
+    """Reset Linux's peak resident set (VmHWM) to the current one, returned; without /proc the peak so far."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_bytes("VmRSS")
+    except (OSError, StopIteration, ValueError):
+        return _rss_bytes()
+
+
+def _peak_since_reset() -> int:
+    try:
+        return _status_bytes("VmHWM")
+    except (OSError, StopIteration, ValueError):
+        return _rss_bytes()
 
 
 def _classifier_call(model, tokenizer, batch: list[str], device):
@@ -231,7 +234,7 @@ def _measure(request: dict) -> dict:
     _import_loaders(path, task, request.get("base_dir"))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    before = 0 if device.type == "cuda" else _rss_bytes()
+    before = 0 if device.type == "cuda" else _reset_peak()
     started = time.perf_counter()
     try:
         model, tokenizer = load_model(path, task, base_dir=request.get("base_dir"), device=str(device))
@@ -249,13 +252,15 @@ def _measure(request: dict) -> dict:
             call = _causal_call(model, tokenizer, batch, request["max_new_tokens"])
         summary = latency_summary(_time(call, device, request["warmup"], request["repeats"]))
         latency[str(size)] = {f"{k}_ms": summary[k] * 1000 for k in ("p50", "p95", "mean")}
-    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else _rss_bytes()
+    cuda = device.type == "cuda"
+    peak = int(torch.cuda.max_memory_allocated(device)) if cuda else _rss_bytes()
+    model_peak = peak if cuda else _peak_since_reset()
     mean_s = latency[str(largest)]["mean_ms"] / 1000
     texts, new_tokens = request["texts"], request["max_new_tokens"] if task == "causal_lm" else None
     return {
         "model_path": str(path), "task": task, "size_bytes": size_on_disk(path, request.get("base_dir")),
         "parameters": count_parameters(model), "peak_memory_bytes": peak,
-        "model_memory_bytes": max(0, peak - before), "load_seconds": load_seconds, "latency": latency,
+        "model_memory_bytes": max(0, model_peak - before), "load_seconds": load_seconds, "latency": latency,
         "throughput": largest / mean_s if mean_s > 0 else None,
         "tokens_per_s": largest * new_tokens / mean_s if new_tokens and mean_s > 0 else None,
         "threads": torch.get_num_threads(), "device": str(device), "texts": len(texts),
@@ -284,11 +289,8 @@ def benchmark(
 
 
 def _run_child(request: dict) -> dict:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {"TOKENIZERS_PARALLELISM": "false", **os.environ, "PYTHONPATH": path}
     process = subprocess.run(
         [sys.executable, "-m", "workers.compress.measure", json.dumps(request)],
         capture_output=True, text=True, env=env, cwd=str(ROOT), check=False,
@@ -312,15 +314,10 @@ def compare(source: dict, compressed: dict) -> dict:
     """Compressed relative to source: size/parameter/memory ratios (compressed / source, below 1 is smaller),
     speedup per batch size (source p50 / compressed p50, above 1 is faster), throughput_ratio (compressed /
     source). Raises ValueError when the two were not measured on the same texts and batch sizes."""
-    for key in ("texts_sha256", "max_new_tokens", "task"):
-        if source.get(key) != compressed.get(key):
-            raise ValueError(
-                f"the two benchmarks differ in {key}: {source.get(key)!r} vs {compressed.get(key)!r}"
-            )
-    if set(source["latency"]) != set(compressed["latency"]):
-        raise ValueError(
-            f"batch sizes differ: {sorted(source['latency'])} vs {sorted(compressed['latency'])}"
-        )
+    pairs = [(k, source.get(k), compressed.get(k)) for k in ("texts_sha256", "max_new_tokens", "task")]
+    for key, a, b in [*pairs, ("batch sizes", sorted(source["latency"]), sorted(compressed["latency"]))]:
+        if a != b:
+            raise ValueError(f"the two benchmarks differ in {key}: {a!r} vs {b!r}")
 
     def ratio(a, b):
         return a / b if a is not None and b else None
@@ -339,16 +336,11 @@ def compare(source: dict, compressed: dict) -> dict:
     }
 
 
+# fmt: off
 def benchmark_pair(
-    source_path,
-    compressed_path,
-    task,
-    *,
-    source_base_dir=None,
-    compressed_base_dir=None,
-    rounds=3,
-    **options,
+    source_path, compressed_path, task, *, source_base_dir=None, compressed_base_dir=None, rounds=3, **options
 ) -> tuple[dict, dict]:
+    # fmt: on
     """Both models in ``rounds`` rounds of fresh children, alternating which runs first; per batch size the
     median of the round p50s (p95s, means), medians of throughput and memory. ``options``: benchmark()'s."""
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
@@ -367,12 +359,9 @@ def combine_rounds(results: list[dict]) -> dict:
     """One benchmark dict from several of the same model: medians of the varying figures, and each round's p50."""
     out = dict(results[0])
     out["latency"] = {
-        size: {
-            k: statistics.median(r["latency"][size][k] for r in results)
-            for k in ("p50_ms", "p95_ms", "mean_ms")
-        }
+        size: {k: statistics.median(r["latency"][size][k] for r in results) for k in ("p50_ms", "p95_ms", "mean_ms")}
         for size in results[0]["latency"]
-    }
+    }  # fmt: skip
     for key in ("throughput", "tokens_per_s", "peak_memory_bytes", "model_memory_bytes", "load_seconds"):
         values = [r[key] for r in results if r.get(key) is not None]
         out[key] = statistics.median(values) if values else None
