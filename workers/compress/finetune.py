@@ -44,10 +44,10 @@ during the runs, so read them as lower bounds; steps/s between step 10 and the l
 - all-MiniLM-L6-v2 (6 layers, hidden 384, vocab 30522, random 3-label head), 64 tokens per example, 2
   threads: distilling into a 3-layer copy (layers 0, 2, 5) 0.15-0.22 steps/s (4.5-6.5 s per step of 1,024
   tokens); for comparison CE recovery of the 6-layer model 0.18-0.19 steps/s and of the 3-layer one
-  0.36-0.38: the teacher's no-grad forward costs about as much as the student's forward + backward. A profile
-  of one 6-layer step: forward 1.4-2.6 s, backward 2.7 s, fused AdamW 0.13-0.16 s, so the loop itself
-  (collation, masks, reporting) is noise. No GPU was lent to this task; CUDA is supported (``device``) but
-  not measured.
+  0.36-0.38: the teacher's no-grad forward adds about 1.8 s a step, two thirds of the 3-layer student's own
+  forward + backward. A profile of one 6-layer step: forward 1.4-2.6 s, backward 2.7 s, fused AdamW
+  0.13-0.16 s, so the loop itself (collation, masks, reporting) is noise. No GPU was lent to this task; CUDA
+  is supported (``device``) but not measured.
 """
 
 from __future__ import annotations
