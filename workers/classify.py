@@ -68,6 +68,8 @@ def _check_folder(path: Path, what: str, config_name: str, weights: str) -> None
         raise ClassifyError(f"{what} folder {path} has no {config_name}")
     if not any(name.endswith(weights) for name in names):
         raise ClassifyError(f"{what} folder {path} has no {weights} weights (pickled weights are refused)")
+    if "quantization.json" in names:  # from_pretrained would fill its int8 layers with random weights
+        raise ClassifyError(f"{what} folder {path} is quantised: load it with workers.compress.load_model")
 
 
 def _read_json(path: Path) -> dict:

@@ -40,6 +40,22 @@ def model_paths(version: ModelVersion) -> tuple[str, str | None]:
     return version.artifact_uri, version.base.artifact_uri
 
 
+def _load(version: ModelVersion, path: str, base: str | None, classifier: bool):
+    if (
+        version.format == VersionFormat.QUANTIZED
+    ):  # rebuilt with its quantised modules by the compression engine
+        from workers.compress import load_model
+
+        return load_model(path, "classification" if classifier else "causal_lm")
+    if classifier:
+        from workers.classify import load_classifier
+
+        return load_classifier(path, base_dir=base)
+    from workers.generate import load_causal
+
+    return load_causal(path, base_dir=base)
+
+
 class Target:
     """A loaded model version plus the run's prompt template and generation settings."""
 
@@ -49,16 +65,12 @@ class Target:
         path, base = model_paths(self.version)
         self.path = path
         try:
-            if self.classifier:
-                from workers.classify import load_classifier
-
-                self.model, self.tokenizer = load_classifier(path, base_dir=base)
-            else:
-                from workers.generate import GenerateConfig, load_causal
+            if not self.classifier:
+                from workers.generate import GenerateConfig
 
                 self.config = GenerateConfig.from_dict(run.generation or {})
                 self.config.validate()
-                self.model, self.tokenizer = load_causal(path, base_dir=base)
+            self.model, self.tokenizer = _load(self.version, path, base, self.classifier)
         except (RuntimeError, ValueError, OSError) as e:
             raise JobFailed(f"{self.version} could not be loaded from {path}: {e}") from e
 

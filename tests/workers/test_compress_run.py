@@ -136,3 +136,17 @@ def test_a_stop_answer_cancels_the_run_and_writes_no_model(tiny_bert_dir, tmp_pa
                   batch_size=8, train_file=str(data / "labels.jsonl"))  # fmt: skip
     assert result.status == "cancelled"
     assert not (tmp_path / "prune_mlp" / "model").exists()
+
+
+def test_the_plain_loaders_refuse_a_quantised_folder_instead_of_filling_it_with_random_weights(
+    tiny_bert_dir, tiny_dir, tmp_path
+):
+    from workers.classify import ClassifyError, load_classifier
+    from workers.generate import GenerateError, load_causal
+
+    bert = _run(tiny_bert_dir, tmp_path / "bert", "int8_dynamic", "classification")
+    with pytest.raises(ClassifyError, match="is quantised: load it with workers.compress.load_model"):
+        load_classifier(bert.model_path)
+    llama = _run(tiny_dir, tmp_path / "llama", "int8_dynamic", "causal_lm")
+    with pytest.raises(GenerateError, match="is quantised"):
+        load_causal(llama.model_path)

@@ -17,6 +17,10 @@ def _check_folder(path: Path, what: str, weights: str) -> None:
         raise GenerateError(f"{what} {path} does not exist or is not a folder")
     if not any(p.name.endswith(".safetensors") for p in path.iterdir()):
         raise GenerateError(f"{what} {path} has no {weights} (only safetensors weights are loaded)")
+    if (
+        path / "quantization.json"
+    ).is_file():  # from_pretrained would fill its int8 layers with random weights
+        raise GenerateError(f"{what} {path} is quantised: load it with workers.compress.load_model")
 
 
 def load_causal(model_dir: str, *, base_dir: str | None = None, device: str | None = None):
