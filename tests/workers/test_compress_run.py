@@ -150,3 +150,22 @@ def test_the_plain_loaders_refuse_a_quantised_folder_instead_of_filling_it_with_
     llama = _run(tiny_dir, tmp_path / "llama", "int8_dynamic", "causal_lm")
     with pytest.raises(GenerateError, match="is quantised"):
         load_causal(llama.model_path)
+
+
+def test_distillation_into_a_smaller_registered_base_gives_it_the_teachers_labels(
+    tiny_bert_dir, tmp_path, data
+):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    small = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=64, max_position_embeddings=256)  # fmt: skip
+    student_dir = tmp_path / "student"
+    BertModel(small).save_pretrained(student_dir, safe_serialization=True)  # a plain encoder, as MiniLM ships
+    tokenizer.save_pretrained(student_dir)
+    result = _run(tiny_bert_dir, tmp_path, "distill", "classification", student_path=str(student_dir), steps=6,
+                  batch_size=8, train_file=str(data / "labels.jsonl"))  # fmt: skip
+    assert result.details["student"]["path"] == str(student_dir)
+    model, _ = load_model(result.model_path, "classification", device="cpu")
+    assert list(model.config.id2label.values()) == LABELS and model.config.num_hidden_layers == 1
+    assert result.parameters_after < 0.5 * result.parameters_before
