@@ -37,7 +37,10 @@ def plain_count(path, cls) -> int:
 def assert_sane(result: dict, path, parameters: int, threads: int = 1) -> None:
     assert result["size_bytes"] == folder_bytes(path)
     assert result["parameters"] == parameters
-    assert result["peak_memory_bytes"] > 0
+    assert result["peak_memory_bytes"] >= result["resident_bytes"] > 0
+    assert (
+        result["peak_memory_bytes"] > result["model_memory_bytes"] >= 0
+    )  # 0 possible in-process (reused heap)
     assert result["load_seconds"] > 0
     assert set(result["latency"]) == {"1", "8"}
     for figures in result["latency"].values():
@@ -56,6 +59,7 @@ def test_it_benchmarks_a_causal_lm_in_a_fresh_process(tiny_dir):
 
     assert_sane(result, tiny_dir, plain_count(tiny_dir, AutoModelForCausalLM))
     assert result["isolated"] is True
+    assert result["model_memory_bytes"] > 0  # a fresh process: loading the model raised its resident set
     assert result["max_new_tokens"] == 4
     # every row generates exactly max_new_tokens (eos ignored), so tokens/s is rows x tokens / time
     assert result["tokens_per_s"] == pytest.approx(result["throughput"] * 4)
@@ -184,6 +188,7 @@ def test_compare_divides_compressed_by_source_and_speedup_source_by_compressed()
     assert ratios["parameter_ratio"] == 1.0
     assert ratios["memory_ratio"] == 0.5
     assert ratios["model_memory_ratio"] == 0.5
+    assert ratios["resident_ratio"] is None  # not measured in these two
     assert ratios["speedup"] == {"1": 2.0, "8": 4.0}
     assert ratios["throughput_ratio"] == 4.0
     assert ratios["tokens_per_s_ratio"] is None

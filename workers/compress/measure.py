@@ -20,7 +20,8 @@ allocator state carries over, and ``peak_memory_bytes`` (ru_maxrss, or torch.cud
 child's. ru_maxrss includes the Python + torch + transformers runtime (~400 MB), so ``model_memory_bytes`` is the
 peak resident set from loading on minus the resident set just before (Linux's VmHWM, reset via
 /proc/self/clear_refs: the import peak lies above what a small model adds, so ru_maxrss minus the pre-load value
-read 0 for MiniLM). A failing child sends its message back (CompressError in the parent); one that dies silently
+read 0 for MiniLM). ``resident_bytes``: the resident set (CUDA: allocated) after the last timed call, i.e.
+what serving holds once loading's transient peak is over. A failing child sends its message back (CompressError in the parent); one that dies silently
 gives its exit code and stderr's end. In-process (``isolate=False``) memory figures are only upper bounds.
 
 Parameters (``count_parameters``) count each weight once, quantised ones included: torch.ao dynamic Linear /
@@ -119,27 +120,22 @@ def _rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _status_bytes(key: str) -> int:
-    line = next(
-        line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(key + ":")
-    )
-    return int(line.split()[1]) * 1024
+def _status_bytes(key: str, fallback=None) -> int | None:
+    """A size from /proc/self/status (VmRSS, VmHWM); ``fallback()`` (or None) where there is no /proc."""
+    try:
+        line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(key + ":"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration, ValueError):
+        return fallback() if fallback else None
 
 
 def _reset_peak() -> int:
     """Reset Linux's peak resident set (VmHWM) to the current one, returned; without /proc the peak so far."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
-        return _status_bytes("VmRSS")
-    except (OSError, StopIteration, ValueError):
+    except OSError:
         return _rss_bytes()
-
-
-def _peak_since_reset() -> int:
-    try:
-        return _status_bytes("VmHWM")
-    except (OSError, StopIteration, ValueError):
-        return _rss_bytes()
+    return _status_bytes("VmRSS", _rss_bytes)
 
 
 def _classifier_call(model, tokenizer, batch: list[str], device):
@@ -253,14 +249,16 @@ def _measure(request: dict) -> dict:
         summary = latency_summary(_time(call, device, request["warmup"], request["repeats"]))
         latency[str(size)] = {f"{k}_ms": summary[k] * 1000 for k in ("p50", "p95", "mean")}
     cuda = device.type == "cuda"
-    peak = int(torch.cuda.max_memory_allocated(device)) if cuda else _rss_bytes()
-    model_peak = peak if cuda else _peak_since_reset()
+    resident = int(torch.cuda.memory_allocated(device)) if cuda else _status_bytes("VmRSS")
+    model_peak = int(torch.cuda.max_memory_allocated(device)) if cuda else _status_bytes("VmHWM", _rss_bytes)
+    peak = max(model_peak, resident or 0, 0 if cuda else _rss_bytes())  # ru_maxrss lags /proc by a few pages
     mean_s = latency[str(largest)]["mean_ms"] / 1000
     texts, new_tokens = request["texts"], request["max_new_tokens"] if task == "causal_lm" else None
     return {
         "model_path": str(path), "task": task, "size_bytes": size_on_disk(path, request.get("base_dir")),
         "parameters": count_parameters(model), "peak_memory_bytes": peak,
-        "model_memory_bytes": max(0, model_peak - before), "load_seconds": load_seconds, "latency": latency,
+        "model_memory_bytes": max(0, model_peak - before),
+        "resident_bytes": resident, "load_seconds": load_seconds, "latency": latency,
         "throughput": largest / mean_s if mean_s > 0 else None,
         "tokens_per_s": largest * new_tokens / mean_s if new_tokens and mean_s > 0 else None,
         "threads": torch.get_num_threads(), "device": str(device), "texts": len(texts),
@@ -327,6 +325,7 @@ def compare(source: dict, compressed: dict) -> dict:
         "parameter_ratio": ratio(compressed["parameters"], source["parameters"]),
         "memory_ratio": ratio(compressed["peak_memory_bytes"], source["peak_memory_bytes"]),
         "model_memory_ratio": ratio(compressed.get("model_memory_bytes"), source.get("model_memory_bytes")),
+        "resident_ratio": ratio(compressed.get("resident_bytes"), source.get("resident_bytes")),
         "speedup": {
             size: ratio(source["latency"][size]["p50_ms"], compressed["latency"][size]["p50_ms"])
             for size in sorted(source["latency"], key=int)
@@ -362,7 +361,8 @@ def combine_rounds(results: list[dict]) -> dict:
         size: {k: statistics.median(r["latency"][size][k] for r in results) for k in ("p50_ms", "p95_ms", "mean_ms")}
         for size in results[0]["latency"]
     }  # fmt: skip
-    for key in ("throughput", "tokens_per_s", "peak_memory_bytes", "model_memory_bytes", "load_seconds"):
+    for key in ("throughput", "tokens_per_s", "peak_memory_bytes", "model_memory_bytes", "resident_bytes",
+                "load_seconds"):  # fmt: skip
         values = [r[key] for r in results if r.get(key) is not None]
         out[key] = statistics.median(values) if values else None
     out["rounds"] = len(results)
