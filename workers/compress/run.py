@@ -61,14 +61,9 @@ def _row_text(row: dict) -> str:
     return "\n".join(str(row[k]) for k in TEXT_FIELDS if row.get(k))
 
 
-class _Stages:
-    """Progress through the stages before and after training; training reports its own progress in between."""
-
-    def __init__(self, report, trains: bool):
-        self.report, self.trains = report, trains
-
-    def __call__(self, progress: float, message: str) -> bool:
-        return self.report(step=0, progress=progress, message=message) == "stop"
+def _stage(report, progress: float, message: str) -> bool:
+    """Progress through the stages before and after training (training reports its own); True means stop."""
+    return report(step=0, progress=progress, message=message) == "stop"
 
 
 def compress(config: CompressConfig, report=no_report) -> CompressResult:
@@ -80,7 +75,11 @@ def compress(config: CompressConfig, report=no_report) -> CompressResult:
     config.validate()
     device = _device(config)
     check_runtime(config, device)
-    started, stage = time.monotonic(), _Stages(report, config.trains)
+    started = time.monotonic()
+
+    def stage(progress: float, message: str) -> bool:
+        return _stage(report, progress, message)
+
     out = Path(config.output_dir)
     model_dir = out / "model"
     model, tokenizer = load_model(config.model_path, config.task, device=str(device))
@@ -91,18 +90,11 @@ def compress(config: CompressConfig, report=no_report) -> CompressResult:
         return _cancelled(result, out)
     model, masks = _apply(config, model, tokenizer, result)
     if config.trains:
-        if stage(0.1, "training"):
+        model = (
+            None if stage(0.1, "training") else _train_stage(config, model, tokenizer, report, masks, result)
+        )
+        if model is None:
             return _cancelled(result, out)
-        teacher = model if config.method == "distill" else None
-        student = result.details.pop("_student") if teacher is not None else model
-        outcome = _train(config, student, tokenizer, report, teacher, masks, device)
-        result.train_losses, result.val_loss = outcome.losses, outcome.val_loss
-        if outcome.status == "cancelled":
-            return _cancelled(result, out)
-        model = student
-        del teacher
-    elif config.method == "distill":  # validate() makes distillation train; kept for clarity
-        model = result.details.pop("_student")
     if masks is not None:
         from workers.compress.prune import masked_sparsity
 
@@ -178,6 +170,23 @@ def _load_student(config: CompressConfig, teacher):
         )  # fmt: skip
     except (OSError, ValueError) as e:
         raise CompressError(f"cannot load the student {config.student_path}: {e}") from None
+
+
+def _train_stage(config: CompressConfig, model, tokenizer, report, masks, result: CompressResult):
+    """Recovery (the pruned model trains) or distillation (the student learns from ``model``); the trained model,
+    or None when the report answered "stop". Training's progress fills 0.1-0.9 of the run's."""
+    teacher = model if config.method == "distill" else None
+    student = result.details.pop("_student") if teacher is not None else model
+
+    def scaled(step=None, **metrics):
+        if metrics.get("progress") is not None:
+            metrics["progress"] = 0.1 + 0.8 * metrics["progress"]
+        return report(step=step, **metrics)
+
+    device = next(student.parameters()).device
+    outcome = _train(config, student, tokenizer, scaled, teacher, masks, device)
+    result.train_losses, result.val_loss = outcome.losses, outcome.val_loss
+    return None if outcome.status == "cancelled" else student
 
 
 def _train(config, student, tokenizer, report, teacher, masks, device):
