@@ -33,11 +33,11 @@ Noise, and why ``benchmark_pair`` alternates (ABBA... rounds of fresh children, 
 round p50s). Measured: all-MiniLM-L6-v2 + a random 3-label head (fp32, 87 MB) vs its int8_dynamic folder
 (workers.compress.quantize; size 0.26, parameters 1.0), 8 probe texts, 2 threads, warmup 3, repeats 20, while
 other suites kept this 2-core machine at load 3.5-7. One model's round p50 at batch 1 ranged 41-1112 ms. The
-int8 speedup, batch 1 / batch 8, in two trials per protocol: one child each (A then B) 0.39/0.69 and 2.07/2.31;
-three of A then three of B (medians) 0.82/1.08 and 3.06/1.99; alternated, 3 rounds, 1.70/1.08 and 0.98/1.45.
-Alternating narrowed the batch-8 spread (1.08-1.45, against 0.69-2.31 and 1.08-1.99), but on a machine this
-loaded no protocol is stable: take speed ratios from an idle machine or more rounds, and keep the load beside
-them. Memory: the int8 folder peaks higher while loading (model_memory 2.2x fp32), resident 1.08x.
+int8 speedup at batch 1 / batch 8 over 3 trials per protocol: one child each (A then B) 0.12-2.07 / 0.69-2.31;
+three of A then three of B (medians) 0.13-3.06 / 1.08-1.99; alternated, 3 rounds, 0.84-1.70 / 1.04-1.45. So
+alternating cut the spread (max/min) from 17x and 24x to 2.0x at batch 1, from 3.3x and 1.8x to 1.4x at batch 8,
+but on a machine this loaded no protocol is stable: read speed ratios from an idle machine or more rounds.
+Memory: the int8 folder peaks higher while loading (model_memory 2.2x fp32), resident 1.08x.
 """
 
 from __future__ import annotations
