@@ -131,9 +131,14 @@ def _skeleton(folder: Path, task: str, dtype: torch.dtype):
         raise CompressError(f"{folder / 'config.json'} cannot be read: {exc}") from None
     auto = AutoModelForSequenceClassification if task == "classification" else AutoModelForCausalLM
     try:
+        from accelerate import init_empty_weights
+
         from workers.compress.structure import from_config
 
-        return from_config(auto, config).to(dtype)
+        with init_empty_weights(
+            include_buffers=False
+        ):  # parameters on "meta": no float copy of the int8 layers
+            return from_config(auto, config).to(dtype)
     except ValueError as exc:
         raise CompressError(f"{folder / 'config.json'} does not describe a {task} model: {exc}") from None
 
@@ -149,9 +154,11 @@ def _restore(model: nn.Module, manifest: dict, tensors: dict, device: str) -> No
         if meta.get("kind") == "embedding_int8_rows":
             emb = model.get_submodule(name)
             q, scale = take(f"{name}.weight_int8"), take(f"{name}.weight_scale")
-            emb.weight.data.copy_((q.float() * scale.float()[:, None]).to(emb.weight.dtype))
+            emb.weight = nn.Parameter(
+                (q.float() * scale.float()[:, None]).to(emb.weight.dtype), requires_grad=False
+            )
     plain = {k: v for k, v in tensors.items() if not _quantized_key(k, modules)}
-    result = model.load_state_dict(plain, strict=False)
+    result = model.load_state_dict(plain, strict=False, assign=True)
     expected = {f"{name}.{part}" for name in modules for part in ("weight", "bias")}
     if manifest.get("tied_output"):
         expected.add(f"{manifest['tied_output']}.weight")
@@ -160,7 +167,6 @@ def _restore(model: nn.Module, manifest: dict, tensors: dict, device: str) -> No
         raise ValueError(f"unexpected {result.unexpected_keys[:5]}, missing {missing[:5]}")
     if manifest.get("tied_output"):
         model.tie_weights()
-    model.to(device)
     for name, meta in modules.items():
         if meta.get("kind") == "int8_dynamic":
             _restore_dynamic(model, name, meta, take)
@@ -168,6 +174,10 @@ def _restore(model: nn.Module, manifest: dict, tensors: dict, device: str) -> No
             _restore_torchao(model, name, meta, take, device)
         elif meta.get("kind") != "embedding_int8_rows":
             raise ValueError(f"module {name} has unknown kind {meta.get('kind')!r}")
+    empty = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if empty:
+        raise ValueError(f"no weights for {empty[:5]}")
+    model.to(device)
     unused = set(tensors) - used - set(plain)
     if unused:
         raise ValueError(f"tensors of no module: {sorted(unused)[:5]}")
