@@ -4,15 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry_app', '0002_base_import'),
+        ("registry_app", "0002_base_import"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='modelversion',
-            name='format',
-            field=models.CharField(choices=[('hf', 'Hugging Face model folder'), ('peft_adapter', 'PEFT adapter (needs its base)'), ('quantized', 'quantised model (reloaded by workers.compress.load_model)')], default='hf', max_length=12),
+            model_name="modelversion",
+            name="format",
+            field=models.CharField(
+                choices=[
+                    ("hf", "Hugging Face model folder"),
+                    ("peft_adapter", "PEFT adapter (needs its base)"),
+                    ("quantized", "quantised model (reloaded by workers.compress.load_model)"),
+                ],
+                default="hf",
+                max_length=12,
+            ),
         ),
     ]
