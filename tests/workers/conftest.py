@@ -11,3 +11,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def causal(tiny_dir):
+    """A fresh float32 copy of the tiny causal LM (the compression tests cut it in place)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
+
+
+@pytest.fixture
+def bert(tiny_bert_dir):
+    """A fresh copy of the MiniLM-shaped tiny BERT classifier."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir).eval()

@@ -14,20 +14,6 @@ from workers.compress.prune import (
 )
 
 
-@pytest.fixture
-def causal(tiny_dir):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
-
-
-@pytest.fixture
-def bert(tiny_bert_dir):
-    from transformers import AutoModelForSequenceClassification
-
-    return AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir).eval()
-
-
 def total_weights(masks) -> int:
     return sum(mask.numel() for mask in masks.values())
 

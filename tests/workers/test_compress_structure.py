@@ -17,20 +17,6 @@ TEXTS = ["where is my parcel", "I want a refund for the broken phone", "my invoi
 
 
 @pytest.fixture
-def causal(tiny_dir):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(tiny_dir).eval()
-
-
-@pytest.fixture
-def bert(tiny_bert_dir):
-    from transformers import AutoModelForSequenceClassification
-
-    return AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir).eval()
-
-
-@pytest.fixture
 def calibration(tiny_dir):
     from transformers import AutoTokenizer
 

@@ -17,6 +17,8 @@ import math
 from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
+from workers.train.config import ConfigError  # one error type for every engine configuration (torch-free)
+
 QUANTIZE = ("int8_dynamic", "int8_weight_only", "int4_weight_only")
 PRUNE = ("prune_magnitude", "prune_2_4", "prune_heads", "prune_mlp")
 STRUCTURED = ("prune_heads", "prune_mlp")
@@ -37,17 +39,6 @@ LABELS = {
     "prune_mlp": "MLP-channel pruning",
     "distill": "distillation",
 }
-
-
-class ConfigError(ValueError):
-    """A user's mistake in the configuration: every problem, keyed by the field it concerns."""
-
-    def __init__(self, problems: dict[str, list[str]]):
-        self.problems = {name: list(msgs) for name, msgs in problems.items() if msgs}
-        super().__init__(
-            "; ".join(f"{name}: {msg}" for name, msgs in self.problems.items() for msg in msgs)
-            or "invalid configuration"
-        )
 
 
 class CompressError(RuntimeError):
