@@ -1,6 +1,8 @@
 """bench/compress.py fine-tunes its sources, runs every method through compress() and ends with its summary line."""
 
+import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,35 @@ def test_the_quick_compression_benchmark_prints_one_line_per_method_and_the_summ
     assert by_method["tiny_bert", "distill"]["parameter_ratio"] <= 0.5  # a half-width student
     assert by_method["tiny", "prune_magnitude"]["parameter_ratio"] == 1  # unstructured: zeros, same shapes
     assert all(r["met"] is None and r["target"] == {} for r in results if r["model"] == "tiny")
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_compress", ROOT / "bench" / "compress.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def phrasing(template: str) -> re.Pattern:
+    return re.compile(re.sub(r"\\\{\w+\\\}", ".+?", re.escape(template)), re.IGNORECASE)
+
+
+def test_the_intent_test_rows_are_phrased_only_with_templates_and_slot_values_training_never_sees(tmp_path):
+    bench = load_bench()
+    data = bench.write_data(tmp_path, 300, 150)
+    again = bench.write_data(tmp_path / "again", 300, 150)  # seeded: the same rows every time
+    assert again["test_rows"] == data["test_rows"]
+    assert Path(again["train"]).read_text() == Path(data["train"]).read_text()
+    train = [json.loads(line) for line in Path(data["train"]).read_text().splitlines()]
+    test = data["test_rows"]
+    assert len(train) == 300 and len(test) == 150 and {r["label"] for r in test} == set(bench.INTENTS)
+    seen = [phrasing(t) for ts in bench.TRAIN_TEMPLATES.values() for t in ts]
+    held_out = {label: [phrasing(t) for t in ts] for label, ts in bench.TEST_TEMPLATES.items()}
+    for row in test:
+        assert not any(p.search(row["text"]) for p in seen), row
+        assert any(p.search(row["text"]) for p in held_out[row["label"]]), row
+    for row in train:
+        assert not any(p.search(row["text"]) for ps in held_out.values() for p in ps), row
+    products = bench.HELD_OUT_SLOTS["product"]
+    assert not any(p in r["text"] for r in train for p in products)
+    assert any(p in r["text"] for r in test for p in products)
