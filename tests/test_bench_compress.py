@@ -59,6 +59,8 @@ def phrasing(template: str) -> re.Pattern:
 
 def test_the_intent_test_rows_are_phrased_only_with_templates_and_slot_values_training_never_sees(tmp_path):
     bench = load_bench()
+    import _intents as intents  # loaded by the bench from bench/
+
     data = bench.write_data(tmp_path, 300, 150)
     again = bench.write_data(tmp_path / "again", 300, 150)  # seeded: the same rows every time
     assert again["test_rows"] == data["test_rows"]
@@ -66,13 +68,13 @@ def test_the_intent_test_rows_are_phrased_only_with_templates_and_slot_values_tr
     train = [json.loads(line) for line in Path(data["train"]).read_text().splitlines()]
     test = data["test_rows"]
     assert len(train) == 300 and len(test) == 150 and {r["label"] for r in test} == set(bench.INTENTS)
-    seen = [phrasing(t) for ts in bench.TRAIN_TEMPLATES.values() for t in ts]
-    held_out = {label: [phrasing(t) for t in ts] for label, ts in bench.TEST_TEMPLATES.items()}
+    seen = [phrasing(t) for ts in intents.TRAIN_TEMPLATES.values() for t in ts]
+    held_out = {label: [phrasing(t) for t in ts] for label, ts in intents.TEST_TEMPLATES.items()}
     for row in test:
         assert not any(p.search(row["text"]) for p in seen), row
         assert any(p.search(row["text"]) for p in held_out[row["label"]]), row
     for row in train:
         assert not any(p.search(row["text"]) for ps in held_out.values() for p in ps), row
-    products = bench.HELD_OUT_SLOTS["product"]
+    products = intents.HELD_OUT_SLOTS["product"]
     assert not any(p in r["text"] for r in train for p in products)
     assert any(p in r["text"] for r in test for p in products)
