@@ -175,7 +175,13 @@ def test_an_int8_job_runs_on_a_real_gpu_queue_worker_and_both_versions_are_score
     assert version.format == VersionFormat.QUANTIZED and version.size_bytes < base.size_bytes
     small, big = (VersionBenchmark.objects.get(job=job, role=r) for r in ("compressed", "source"))
     assert small.size_bytes < big.size_bytes and small.p50_b8_ms and big.p50_b8_ms
-    wait_until(lambda: ComparisonReport.objects.filter(pk=job.comparison_id, status="ready").exists(),
-               timeout=180, interval=0.3, what="both evaluation runs and their comparison")  # fmt: skip
+    ended = ("ready", "refused", "failed")
+    # the comparison is linked just after the job ends (the worker queues the evaluations then), so re-read it
+    wait_until(lambda: CompressionJob.objects.filter(pk=job.pk, comparison__status__in=ended).exists(),
+               timeout=240, interval=0.5, what="both evaluation runs and their comparison")  # fmt: skip
+    job.refresh_from_db()
     runs = EvalRun.objects.filter(model_version__in=[base, version], dataset_version=data)
-    assert {r.status for r in runs} == {"succeeded"} and runs.count() == 2
+    assert {r.status for r in runs} == {"succeeded"} and runs.count() == 2, [
+        (r.status, r.error) for r in runs
+    ]
+    assert ComparisonReport.objects.get(pk=job.comparison_id).status == "ready"
