@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from datasets_app.models import DatasetVersion, VersionStatus
+from datasets_app.models import DatasetVersion
 from llmops.jobs import job_enqueue
 from registry_app.models import ModelTask, ModelVersion, VersionFormat
 from training_app.models import CompressionJob
@@ -70,16 +70,15 @@ def _training_data(version: DatasetVersion | None, task: str, problems: dict) ->
 
 
 def _eval_data(version: DatasetVersion | None, split: str, task: str, problems: dict) -> None:
+    """The evaluation app's own check of a dataset split, its problems shown under this form's field names."""
+    from evaluation_app.services.submit import _example_set
+
     if version is None:
         return
-    if version.status != VersionStatus.READY:
-        problems.setdefault("eval_dataset_version", []).append(f"{version} is {version.status}, not ready")
-    elif not (version.counts or {}).get(split):
-        problems.setdefault("eval_split", []).append(f"the {split} split of {version} is empty")
-    if (task == ModelTask.CLASSIFICATION) != (version.dataset.task_type == "classification"):
-        problems.setdefault("eval_dataset_version", []).append(
-            f"{version} is a {version.dataset.task_type} dataset; the model is a {task} model"
-        )
+    found: dict[str, list[str]] = {}
+    _example_set(version, split, "", task, found)
+    for key, messages in found.items():
+        problems.setdefault(f"eval_{key}", []).extend(messages)
 
 
 def _student(student: ModelVersion | None, source: ModelVersion, teacher: dict, problems: dict) -> dict:

@@ -20,11 +20,12 @@ import torch
 from torch import nn
 
 from workers.compress.config import QUANTIZE, TASKS, CompressError
-
-QUANT_FILE = "quantization.json"
-WEIGHTS_FILE = "model.safetensors"
-FORMAT_VERSION = 1
-TORCHAO_CLASSES = ("Int8Tensor", "Int4TilePackedTo4dTensor", "Int4Tensor")
+from workers.compress.quantize import (  # the writer's format constants: the two cannot drift
+    FORMAT_VERSION,
+    QUANT_FILE,
+    TORCHAO_CLASSES,
+    WEIGHTS_FILE,
+)
 
 
 def load_model(path, task: str, *, base_dir=None, device: str | None = None):

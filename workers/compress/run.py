@@ -28,11 +28,11 @@ TEXT_FIELDS = ("text", "instruction", "input", "output")
 
 
 def _device(config: CompressConfig) -> torch.device:
-    if config.method == "int8_dynamic" or config.device == "cpu":
-        return torch.device("cpu")
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise CompressError("device cuda was asked for, but this worker has no CUDA GPU")
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """INT8 dynamic runs on the CPU; otherwise the config's device (a CUDA asked for but absent is
+    check_runtime's error)."""
+    from workers.compress.quantize import resolve_device
+
+    return torch.device("cpu" if config.method == "int8_dynamic" else resolve_device(config))
 
 
 def calibration_texts(config: CompressConfig, limit: int = 64) -> list[str]:
