@@ -46,6 +46,19 @@ MATRIX: dict[str, frozenset[str]] = {
     "evaluation.view": EVERYONE,
     "evaluation.submit": frozenset({DATA_SCIENTIST, ADMIN}),
     "evaluation.label": frozenset({PM, DATA_SCIENTIST, ADMIN}),
+    # promotion: data scientists (and architects, admins) request it; only architects decide, edit gate policies
+    # and roll back (never on their own request: checked by the service)
+    "registry.promote": frozenset({DATA_SCIENTIST, ARCHITECT, ADMIN}),
+    "registry.approve": frozenset({ARCHITECT}),
+    "registry.gate": frozenset({ARCHITECT}),
+    "registry.rollback": frozenset({ARCHITECT}),
+    # exports of a version for other serving stacks (merged HF folder, ONNX, Triton repository)
+    "registry.export": frozenset({DATA_SCIENTIST, ARCHITECT, ADMIN}),
+    # serving: everyone watches deployments and their A/B dashboards; architects (and admins) split traffic and
+    # stop experiments; admins and architects manage the client applications that call the gateway and their tokens
+    "serving.view": EVERYONE,
+    "serving.manage": frozenset({ARCHITECT, ADMIN}),
+    "serving.clients": frozenset({ARCHITECT, ADMIN}),
 }
 
 # What each role is for, shown on the home page.

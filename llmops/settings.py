@@ -218,6 +218,22 @@ COMPRESSION_BENCH_ROUNDS = env_int(
 COMPRESSION_BENCH_REPEATS = env_int("COMPRESSION_BENCH_REPEATS", 20)  # timed batches per batch size and round
 COMPRESSION_BENCH_MAX_NEW_TOKENS = env_int("COMPRESSION_BENCH_MAX_NEW_TOKENS", 16)
 
+# Serving gateway (/v1/chat/completions, /v1/completions). Models load lazily into a bounded LRU cache in the
+# serving process; adapters share their base's weights. Deterministic answers (temperature 0) are cached in Redis.
+GATEWAY_MODEL_CACHE_SIZE = env_int("GATEWAY_MODEL_CACHE_SIZE", 2)  # resident models (bases and full versions)
+GATEWAY_DEVICE = env_str("GATEWAY_DEVICE", "")  # "" picks cuda when present, else cpu
+GATEWAY_MAX_NEW_TOKENS = env_int("GATEWAY_MAX_NEW_TOKENS", 512)  # cap on max_tokens per request
+GATEWAY_RESPONSE_CACHE_TTL = env_int("GATEWAY_RESPONSE_CACHE_TTL", 3600)  # seconds; 0 turns the cache off
+GATEWAY_LOG_SAMPLE_RATE = env_float(
+    "GATEWAY_LOG_SAMPLE_RATE", 1.0
+)  # share of requests whose content is logged
+GATEWAY_FEEDBACK_WINDOW = env_int(
+    "GATEWAY_FEEDBACK_WINDOW", 7 * 24 * 3600
+)  # seconds an answer can get feedback
+EXPORT_ROOT = env_path(
+    "EXPORT_ROOT", ARTIFACT_ROOT / "exports"
+)  # merged folders, ONNX files, Triton repositories
+
 # --- security (production mode) -------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -54,6 +54,7 @@ urlpatterns = [
     path("api/v1/", include("training_app.api_urls")),
     path("api/v1/", include("registry_app.api_urls")),
     path("api/v1/", include("evaluation_app.api_urls")),
+    path("v1/", include("registry_app.gateway.urls")),
     path("v1/", include("training_app.openai_api.urls")),
     path("api/schema/", SchemaApi.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),

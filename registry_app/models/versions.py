@@ -2,7 +2,7 @@
 
 A version is a folder under ARTIFACT_ROOT (Hugging Face format, safetensors only) with the sha256 of its manifest
 and its lineage: which base, which dataset version, which job and which settings produced it. Later issues add
-aliases, stages, promotion and serving on top.
+aliases (registry_app.models.promotion) and serving (registry_app.models.serving) on top.
 """
 
 from django.conf import settings
@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from llmops.jobs import Job
+from registry_app.models.promotion import SINGLE_ALIASES, Alias
 
 
 class ModelTask(models.TextChoices):
@@ -60,15 +61,31 @@ class ModelVersion(models.Model):
     lineage = models.JSONField(
         default=dict, blank=True, help_text="{base_version, dataset_version, job, config}"
     )
+    alias = models.CharField(
+        max_length=10, blank=True, default="", choices=Alias.choices,
+        help_text="candidate / staging / production / archived; one staging and one production per family.",
+    )  # fmt: skip
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["model", "-number"]
-        constraints = [models.UniqueConstraint(fields=["model", "number"], name="model_version_number")]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "number"], name="model_version_number"),
+            models.UniqueConstraint(
+                fields=["model", "alias"],
+                condition=models.Q(alias__in=[a.value for a in SINGLE_ALIASES]),
+                name="one_version_per_single_alias",
+            ),  # fmt: skip
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name} v{self.number}"
+
+    @property
+    def openai_id(self) -> str:
+        """The id clients send to the gateway to pin this version."""
+        return f"{self.model.name}:v{self.number}"
 
 
 class ImportSource(models.TextChoices):
