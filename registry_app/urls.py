@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from registry_app import export_urls, promotion_urls, serving_urls, views
+from registry_app import client_urls, export_urls, promotion_urls, serving_urls, views
 
 app_name = "registry"
 urlpatterns = [
@@ -11,5 +11,6 @@ urlpatterns = [
     *promotion_urls.urlpatterns,
     *serving_urls.urlpatterns,
     *export_urls.urlpatterns,
+    *client_urls.urlpatterns,
     path("<path:name>/v<int:number>/", views.version_detail, name="version"),
 ]
