@@ -17,8 +17,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
-REQUIRED_SERVICES = {"postgres", "redis", "web", "worker-cpu", "worker-gpu", "beat"}
-LONG_RUNNING_APP_SERVICES = ["web", "worker-cpu", "worker-gpu", "beat"]
+REQUIRED_SERVICES = {"postgres", "redis", "web", "gateway", "worker-cpu", "worker-gpu", "beat"}
+LONG_RUNNING_APP_SERVICES = ["web", "gateway", "worker-cpu", "worker-gpu", "beat"]
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -139,6 +139,15 @@ def test_web_serves_the_django_wsgi_app_with_gunicorn_on_port_8000():
     assert Path(argv[0]).name == "gunicorn"
     assert "llmops.wsgi:application" in argv or "llmops.wsgi" in argv
     assert option(argv, "-b", "--bind") == "0.0.0.0:8000"
+
+
+def test_the_gateway_serves_the_same_app_with_threads_on_its_own_port():
+    argv = tokens("gateway")
+    assert Path(argv[0]).name == "gunicorn" and "llmops.wsgi:application" in argv
+    assert option(argv, "-b", "--bind") == "0.0.0.0:8001"
+    assert int(option(argv, "--threads")) > 1
+    assert "gateway" in interpolate(environment("gateway")["ALLOWED_HOSTS"]).split(",")
+    assert "8001/healthz" in " ".join(services()["gateway"]["healthcheck"]["test"])
 
 
 def test_web_has_a_healthcheck_on_healthz():
