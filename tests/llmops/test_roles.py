@@ -189,6 +189,29 @@ URL_KWARGS.update(
     }
 )
 
+
+def deployment(w):
+    """A running deployment of the fine-tune's base family, made once per test for the deployment pages."""
+    if "deployment" not in w:
+        from registry_app.models import Deployment
+
+        w["deployment"] = Deployment.objects.create(name="tiny-ab", model=w["fine_tune"].base.model)
+        w["deployment"].variants.create(label="production", version=None, weight=90)
+    return w["deployment"]
+
+
+URL_KWARGS.update(
+    {
+        name: (lambda w: {"name": deployment(w).name})
+        for name in (
+            "registry:deployment",
+            "registry:deployment-edit",
+            "registry:deployment-stop",
+            "registry:deployment-promote",
+        )
+    }
+)
+
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
     "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",
