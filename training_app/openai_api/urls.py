@@ -1,4 +1,5 @@
-"""Mounted at /v1/ by llmops/urls.py; the serving gateway's /v1/chat/completions will sit beside these."""
+"""Mounted at /v1/ by llmops/urls.py, after the serving gateway (registry_app.gateway.urls: chat/completions,
+completions, feedback and models, which moved there)."""
 
 from django.urls import path
 
@@ -20,6 +21,4 @@ urlpatterns = [
     path(
         "fine_tuning/jobs/<str:job_id>/cancel", views.JobCancelApi.as_view(), name="openai-fine-tuning-cancel"
     ),
-    path("models", views.ModelsApi.as_view(), name="openai-models"),
-    path("models/<path:model>", views.ModelApi.as_view(), name="openai-model"),
 ]

@@ -9,7 +9,6 @@ from rest_framework.views import APIView
 from datasets_app.models import DatasetVersion
 from llmops.auth import ApiTokenAuthentication
 from llmops.jobs import IllegalTransition, job_cancel
-from registry_app.models import ModelVersion
 from training_app.models import FineTuneJob, MetricPoint
 from training_app.openai_api import errors
 from training_app.openai_api.events import job_events
@@ -22,8 +21,6 @@ from training_app.openai_api.objects import (
     file_version,
     fine_tune_job,
     job_object,
-    model_id,
-    model_object,
     number_of,
 )  # fmt: skip
 from training_app.selectors import job_checkpoints
@@ -156,25 +153,3 @@ class JobCancelApi(OpenAIApi):
                 400, message, param="fine_tuning_job_id", code="job_not_cancellable"
             ) from e
         return Response(job_object(fine_tune_job(job_id)))
-
-
-class ModelsApi(OpenAIApi):
-    required_permission = "training.view"
-
-    def get(self, request):
-        rows = ModelVersion.objects.select_related("model", "created_by").order_by("model__name", "number")
-        return Response({"object": "list", "data": [model_object(v) for v in rows]})
-
-
-class ModelApi(OpenAIApi):
-    required_permission = "training.view"
-
-    def get(self, request, model: str):
-        name, _, number = model.rpartition(":v")
-        rows = ModelVersion.objects.select_related("model", "created_by")
-        found = (
-            rows.filter(model__name=name, number=int(number)).first() if number.isdigit() and name else None
-        )
-        if found is None or model_id(found) != model:
-            raise errors.not_found("model", model, "model")
-        return Response(model_object(found))
