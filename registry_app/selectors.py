@@ -11,7 +11,7 @@
 
 from datetime import timedelta
 
-from django.db.models import Count, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -95,7 +95,8 @@ def promotions():
     """Every request, pending first, then newest first."""
     return PromotionRequest.objects.select_related(
         "version__model", "requested_by", "decided_by", "report"
-    ).order_by(Q(status=RequestStatus.PENDING).desc(), "-requested_at", "-id")
+    ).order_by(ExpressionWrapper(Q(status=RequestStatus.PENDING), output_field=BooleanField()).desc(),
+               "-requested_at", "-id")  # fmt: skip
 
 
 def production_history(model: RegisteredModel):
@@ -149,3 +150,28 @@ def drift(model: RegisteredModel, versions: list[ModelVersion], days: int = DRIF
         rows.append({"version": ids[openai_id], "counts": series, "total": sum(series), "peak": max(series)})
     rows.sort(key=lambda r: -r["version"].number)
     return {"days": dates, "rows": rows}
+
+
+def lineage_tree(versions: list[ModelVersion]) -> list[dict]:
+    """The family's versions as a depth-first tree (base → fine-tunes and compressions), each row with its depth,
+    dataset version and the job that made it (what the model card draws as a nested tree)."""
+    from datasets_app.models import DatasetVersion
+
+    by_pk = {v.pk: v for v in versions}
+    children: dict[int | None, list[ModelVersion]] = {}
+    for v in versions:
+        children.setdefault(v.base_id if v.base_id in by_pk else None, []).append(v)
+    dataset_ids = {v.lineage.get("dataset_version") for v in versions if isinstance(v.lineage, dict)}
+    datasets = DatasetVersion.objects.select_related("dataset").in_bulk(
+        [i for i in dataset_ids if isinstance(i, int)]
+    )
+    rows, stack = [], [(v, 0) for v in reversed(children.get(None, []))]
+    while stack:
+        version, depth = stack.pop()
+        lineage = version.lineage if isinstance(version.lineage, dict) else {}
+        job = lineage.get("job") if isinstance(lineage.get("job"), int) else None
+        rows.append({"version": version, "depth": depth, "indent": depth * 1.5,
+                     "dataset_version": datasets.get(lineage.get("dataset_version")), "job": job,
+                     "job_kind": {"fine_tune": "fine-tune", "compression": "compression"}.get(version.source)})  # fmt: skip
+        stack.extend((child, depth + 1) for child in reversed(children.get(version.pk, [])))
+    return rows

@@ -84,4 +84,5 @@ def version_detail(request, name: str, number: int):
     )
     derived = version.derived.select_related("model").order_by("model__name", "number")
     return render(request, "registry/version_detail.html",
-                  {"version": version, "lineage": _lineage(version), "derived": derived})  # fmt: skip
+                  {"version": version, "lineage": _lineage(version), "derived": derived,
+                   "can_promote": has_perm(request.user, "registry.promote")})  # fmt: skip

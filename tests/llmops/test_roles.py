@@ -212,6 +212,45 @@ URL_KWARGS.update(
     }
 )
 
+
+def promotion_request(w):
+    """A pending request to move the tiny base to staging, asked by the data scientist, made once per test."""
+    if "promotion" not in w:
+        from django.contrib.auth import get_user_model
+
+        from registry_app.models import PromotionRequest
+
+        w["promotion"] = PromotionRequest.objects.create(
+            version=w["fine_tune"].base, target="staging",
+            requested_by=get_user_model().objects.get(username="scientist"),
+        )  # fmt: skip
+    return w["promotion"]
+
+
+URL_KWARGS.update(
+    {
+        **{
+            name: (lambda w: {"pk": promotion_request(w).pk})
+            for name in (
+                "registry:promotion",
+                "registry:promotion-approve",
+                "registry:promotion-reject",
+                "registry:promotion-withdraw",
+                "api-promotion",
+                "api-promotion-approve",
+                "api-promotion-reject",
+            )
+        },
+        "registry:promotion-new": lambda w: {"version_id": w["fine_tune"].base.pk},
+        **{
+            name: (lambda w: {"name": "tiny"})
+            for name in ("registry:family", "registry:gate", "registry:rollback")
+        },
+        "api-model-rollback": lambda w: {"name": "tiny"},
+    }
+)
+
+
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
     "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",
