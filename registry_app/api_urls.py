@@ -1,6 +1,6 @@
 from django.urls import path
 
-from registry_app import api, promotion_api
+from registry_app import api, export_api, promotion_api
 
 urlpatterns = [
     path("models/imports", api.BaseImportCreateApi.as_view(), name="api-base-imports"),
@@ -16,4 +16,8 @@ urlpatterns = [
     path(
         "promotions/<int:pk>/reject", promotion_api.PromotionRejectApi.as_view(), name="api-promotion-reject"
     ),
+    path(
+        "models/versions/<int:pk>/exports", export_api.ExportCreateApi.as_view(), name="api-version-exports"
+    ),
+    path("exports/<int:pk>", export_api.ExportDetailApi.as_view(), name="api-export"),
 ]

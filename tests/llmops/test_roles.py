@@ -251,6 +251,24 @@ URL_KWARGS.update(
 )
 
 
+def export_job(w):
+    """A queued merged-folder export of the fine-tune's base, made once per test for the exports API."""
+    if "export" not in w:
+        from registry_app.models import ExportJob
+
+        w["export"] = ExportJob.objects.create(version=w["fine_tune"].base, kind="merged_hf")
+    return w["export"]
+
+
+URL_KWARGS.update(
+    {
+        "registry:exports": lambda w: {"name": "tiny", "number": 1},
+        "registry:export-new": lambda w: {"name": "tiny", "number": 1},
+        "api-version-exports": lambda w: {"pk": w["fine_tune"].base.pk},
+        "api-export": lambda w: {"pk": export_job(w).pk},
+    }
+)
+
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
     "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",
