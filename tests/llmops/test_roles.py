@@ -190,6 +190,25 @@ URL_KWARGS.update(
 )
 
 
+def client_app(w):
+    """A client application with one token, made once per test for the client pages."""
+    if "client_app" not in w:
+        from registry_app.services.clients import client_app_create, client_token_issue
+
+        w["client_app"] = client_app_create(user=None, name="widget")
+        w["client_token"] = client_token_issue(app=w["client_app"], name="prod")[0]
+    return w["client_app"]
+
+
+URL_KWARGS.update(
+    {
+        "registry:client": lambda w: {"pk": client_app(w).pk},
+        "registry:client-token-new": lambda w: {"pk": client_app(w).pk},
+        "registry:client-token-revoke": lambda w: {"pk": client_app(w).pk, "token_pk": w["client_token"].pk},
+    }
+)
+
+
 def deployment(w):
     """A running deployment of the fine-tune's base family, made once per test for the deployment pages."""
     if "deployment" not in w:
@@ -209,6 +228,25 @@ URL_KWARGS.update(
             "registry:deployment-stop",
             "registry:deployment-promote",
         )
+    }
+)
+
+
+def export_job(w):
+    """A queued merged-folder export of the fine-tune's base, made once per test for the exports API."""
+    if "export" not in w:
+        from registry_app.models import ExportJob
+
+        w["export"] = ExportJob.objects.create(version=w["fine_tune"].base, kind="merged_hf")
+    return w["export"]
+
+
+URL_KWARGS.update(
+    {
+        "registry:exports": lambda w: {"name": "tiny", "number": 1},
+        "registry:export-new": lambda w: {"name": "tiny", "number": 1},
+        "api-version-exports": lambda w: {"pk": w["fine_tune"].base.pk},
+        "api-export": lambda w: {"pk": export_job(w).pk},
     }
 )
 
@@ -251,24 +289,6 @@ URL_KWARGS.update(
 )
 
 
-def export_job(w):
-    """A queued merged-folder export of the fine-tune's base, made once per test for the exports API."""
-    if "export" not in w:
-        from registry_app.models import ExportJob
-
-        w["export"] = ExportJob.objects.create(version=w["fine_tune"].base, kind="merged_hf")
-    return w["export"]
-
-
-URL_KWARGS.update(
-    {
-        "registry:exports": lambda w: {"name": "tiny", "number": 1},
-        "registry:export-new": lambda w: {"name": "tiny", "number": 1},
-        "api-version-exports": lambda w: {"pk": w["fine_tune"].base.pk},
-        "api-export": lambda w: {"pk": export_job(w).pk},
-    }
-)
-
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
     "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",
@@ -294,8 +314,8 @@ def endpoints():
     """(url name, kind, method, permission or None for public)."""
     for name, view in walk(get_resolver().url_patterns):
         api_class = getattr(view, "cls", None)
-        if getattr(view, "public", False):
-            continue
+        if getattr(view, "public", False) or getattr(api_class, "client_app_auth", False):
+            continue  # client_app_auth: client tokens guard it (tests/registry_app/test_gateway*.py)
         if api_class is not None and getattr(view, "required_permission", None) is None:
             for method in (m for m in API_METHODS if hasattr(api_class, m)):
                 yield name, "api", method, required_permission_for(api_class, method)
