@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -50,14 +50,6 @@ def _deployments():
     return Deployment.objects.select_related("model").prefetch_related(
         Prefetch("variants", queryset=variants)
     )
-
-
-def promotion_link(request_: PromotionRequest) -> str | None:
-    """The promotion request's page when the promotion pages are installed."""
-    try:
-        return reverse("registry:promotion", kwargs={"pk": request_.pk})
-    except NoReverseMatch:
-        return None
 
 
 @role_required("serving.view")
@@ -130,7 +122,7 @@ def _dashboard_context(request, deployment: Deployment) -> dict:
     ]
     pending = PromotionRequest.objects.filter(version_id__in=versions, status=RequestStatus.PENDING)
     return {"deployment": deployment, "stats": stats, "chart": daily_chart(stats["daily"]),
-            "pending": [(p, promotion_link(p)) for p in pending.select_related("version__model")],
+            "pending": pending.select_related("version__model"),
             "can_manage": has_perm(request.user, "serving.manage"),
             "limits": {"sample": LATENCY_SAMPLE, "min_feedback": MIN_FEEDBACK, "min_requests": MIN_REQUESTS}}  # fmt: skip
 
@@ -173,7 +165,11 @@ def deployment_promote_view(request, name: str):
         for message in getattr(exc, "messages", None) or [str(exc)]:
             messages.error(request, message)
     else:
-        link = promotion_link(promotion)
-        text = f"Promotion request #{promotion.pk} for {promotion.version} to production is filed; an architect decides."
-        messages.success(request, format_html('<a href="{}">{}</a>', link, text) if link else text)
+        link = format_html(
+            '<a href="{}">Promotion request #{}</a>',
+            reverse("registry:promotion", args=[promotion.pk]),
+            promotion.pk,
+        )
+        messages.success(request, format_html("{} for {} to production is filed; an architect decides.", link,
+                                              promotion.version))  # fmt: skip
     return redirect("registry:deployment", name=deployment.name)

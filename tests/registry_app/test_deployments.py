@@ -236,11 +236,12 @@ def test_the_dashboards_actions_stop_and_promote(world, family):
     client = world.client("Architect")
     page = client.get(reverse("registry:deployment", args=["support"])).content.decode()
     assert 'data-promote="candidate-1"' in page and 'id="stop-form"' in page
-    response = client.post(reverse("registry:deployment-promote", args=["support"]), {"label": "candidate-1"})
-    assert response.status_code == 302
+    promote = reverse("registry:deployment-promote", args=["support"])
+    page = client.post(promote, {"label": "candidate-1"}, follow=True).content.decode()
     request = PromotionRequest.objects.get()
-    page = client.get(reverse("registry:deployment", args=["support"])).content.decode()
-    assert f"#{request.pk}" in page and 'id="pending-promotions"' in page
+    link = reverse("registry:promotion", args=[request.pk])
+    assert f'<a href="{link}">Promotion request #{request.pk}</a> for support-bot v3 to production' in page
+    assert 'id="pending-promotions"' in page
     client.post(reverse("registry:deployment-stop", args=["support"]), {"comment": "done"})
     deployment.refresh_from_db()
     assert deployment.status == DeploymentStatus.STOPPED
