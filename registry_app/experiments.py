@@ -5,7 +5,8 @@ Per variant: requests, latency p50/p95 (ms), error rate (status ≥ 500 or an er
 negative-feedback rate (thumbs down over feedback, with the feedback count) and cache hit rate (cached answers over
 requests). Counts are computed in the database (one grouped query for requests, one for feedback, one for the
 daily series); percentiles in Python over the newest ``LATENCY_SAMPLE`` latencies of each variant, so a busy
-deployment costs a bounded read (the page says when the sample is smaller than the request count).
+deployment costs a bounded read (the page says when the sample is smaller than the request count). While a
+deployment is stopped the gateway logs its traffic as "production"; that counts in the production arm's row.
 
 Each candidate is tested against the production variant on both rates (lower is better for both): Fisher's exact
 test when a cell of the 2×2 table expects fewer than 5 (small counts), else the two-sided two-proportion z-test
@@ -23,6 +24,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from registry_app.gateway.routing import PRODUCTION as STOPPED_LABEL
 from registry_app.models import Alias, Deployment, Feedback, ModelVersion, Rating, ServedResponse
 
 WINDOW_DAYS = 7
@@ -119,6 +121,26 @@ def production_label(variants) -> str | None:
     return variants[0].label if variants else None
 
 
+def _shown_labels(variants, prod: str | None):
+    """Logged label -> the row it counts in. A stopped deployment's traffic is logged as "production" (the
+    gateway's label for it); it counts in the production arm's row when no variant has that label."""
+    labels = {v.label for v in variants}
+
+    def shown(logged: str) -> str:
+        return prod if logged == STOPPED_LABEL and logged not in labels and prod else logged
+
+    return shown
+
+
+def _logged_as(label: str, prod: str | None, shown) -> list[str]:
+    return [label, STOPPED_LABEL] if label == prod and shown(STOPPED_LABEL) == prod else [label]
+
+
+def _add(row: dict, **counts) -> None:
+    for key, n in counts.items():
+        row[key] += n
+
+
 def _empty_row(label: str) -> dict:
     return {"label": label, "requests": 0, "errors": 0, "cached": 0, "feedback": 0, "down": 0}
 
@@ -130,24 +152,25 @@ def deployment_stats(deployment: Deployment, *, days: int = WINDOW_DAYS, now=Non
     variants = list(deployment.variants.select_related("version__model"))
     total_weight = sum(v.weight for v in variants) or 1
     served = ServedResponse.objects.filter(deployment=deployment, created_at__gte=since, created_at__lt=now)
+    prod = production_label(variants)
+    shown = _shown_labels(variants, prod)
     rows = {v.label: _empty_row(v.label) for v in variants}
     for c in served.values("variant").annotate(
         n=Count("pk"), err=Count("pk", filter=Q(status_code__gte=500) | ~Q(error="")),
         hit=Count("pk", filter=Q(cached=True)),
     ):  # fmt: skip
-        row = rows.setdefault(c["variant"], _empty_row(c["variant"]))
-        row.update(requests=c["n"], errors=c["err"], cached=c["hit"])
+        row = rows.setdefault(shown(c["variant"]), _empty_row(shown(c["variant"])))
+        _add(row, requests=c["n"], errors=c["err"], cached=c["hit"])
     ratings = Feedback.objects.filter(response__deployment=deployment, response__created_at__gte=since,
                                       response__created_at__lt=now)  # fmt: skip
     for c in ratings.values("response__variant").annotate(
         n=Count("pk"), down=Count("pk", filter=Q(rating=Rating.DOWN))
     ):
-        rows.setdefault(c["response__variant"], _empty_row(c["response__variant"]))
-        rows[c["response__variant"]].update(feedback=c["n"], down=c["down"])
-    prod = production_label(variants)
+        row = rows.setdefault(shown(c["response__variant"]), _empty_row(shown(c["response__variant"])))
+        _add(row, feedback=c["n"], down=c["down"])
     by_label = {v.label: v for v in variants}
     for label, row in rows.items():
-        latencies = list(served.filter(variant=label).order_by("-created_at")
+        latencies = list(served.filter(variant__in=_logged_as(label, prod, shown)).order_by("-created_at")
                          .values_list("latency_ms", flat=True)[:LATENCY_SAMPLE])  # fmt: skip
         variant = by_label.get(label)
         row.update(

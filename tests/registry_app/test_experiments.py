@@ -218,3 +218,12 @@ def test_the_htmx_refresh_returns_only_the_numbers(world, crafted):
     page = response.content.decode()
     assert page.lstrip().startswith('<section class="card" id="deployment-stats"')
     assert "Last 30 days" in page and '<td class="num" data-requests>11</td>' in page
+
+
+def test_traffic_logged_after_a_stop_counts_in_the_production_arm(ab):
+    ab.variants.filter(label="production").update(label="main")
+    served(ab, "main", latency=10)
+    served(ab, "production", latency=30, rating="down")  # the gateway's label while the deployment is stopped
+    rows = {r["label"]: r for r in deployment_stats(ab)["variants"]}
+    assert set(rows) == {"main", "candidate-1"}
+    assert (rows["main"]["requests"], rows["main"]["p50_ms"], rows["main"]["down"]) == (2, 20.0, 1)
