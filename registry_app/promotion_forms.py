@@ -3,7 +3,7 @@ problems are shown by the field they name (``add_service_errors``)."""
 
 from django import forms
 
-from registry_app.gate import ITEMS
+from registry_app.gate import ITEMS, validate_items
 from registry_app.models import PROMOTION_TARGETS
 from registry_app.services.promotion import MAX_COMMENT
 
@@ -63,6 +63,13 @@ class GatePolicyForm(forms.Form):
                 field = forms.FloatField(required=False)
             field.label, field.help_text = item.label, item.help
             self.fields[item.key] = field
+
+    def clean(self):
+        """Range problems beside type problems, so that every bad field is named at once."""
+        cleaned = super().clean()
+        for key, reasons in validate_items(self.items())[1].items():
+            self.add_error(key if key in self.fields else None, reasons)
+        return cleaned
 
     def items(self) -> dict:
         """The policy's items: empty numbers and unticked flags are left out."""
