@@ -1,6 +1,7 @@
 """workers.serve: the gateway's LRU of loaded versions, adapters attached to one shared base, streaming."""
 
 import threading
+import time
 
 import pytest
 
@@ -179,3 +180,37 @@ def test_missing_folders_and_bad_prompts_are_serve_errors_naming_them(tiny_dir, 
         served.complete("", GREEDY)
     with pytest.raises(ServeError, match="max_new_tokens"):
         served.chat(CHAT, GenerateConfig(max_new_tokens=0))
+
+
+def test_requests_queued_while_the_model_is_busy_are_decoded_together_with_unchanged_answers(
+    tiny_dir, monkeypatch
+):
+    from workers.generate import decode
+
+    served = ModelCache(device="cpu").get(base_spec(tiny_dir))
+    prompts = [f"{q} {n}" for n in range(3) for q in ("Where is my order?", "Refund please")]
+    alone = {p: served.complete(p, GREEDY).token_ids for p in prompts}
+    sampled = GenerateConfig(max_new_tokens=8, do_sample=True, seed=5)
+    sampled_alone = served.complete(prompts[0], sampled).token_ids
+    batches, real = [], decode.generate
+    monkeypatch.setattr(
+        decode, "generate", lambda m, t, ids, c: batches.append(len(ids)) or real(m, t, ids, c)
+    )
+    weights, got = served._weights, {}
+    jobs = [(p, GREEDY) for p in prompts] + [(prompts[0], sampled)]
+
+    def ask(prompt, config):
+        got[(prompt, config.do_sample)] = served.complete(prompt, config).token_ids
+
+    with weights.lock:  # the model is busy: every request queues
+        threads = [threading.Thread(target=ask, args=job) for job in jobs]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(weights.queue) < len(jobs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for t in threads:
+        t.join(30)
+    assert sorted(batches) == [1, len(prompts)]  # the greedy ones in one batch, the sampled one alone
+    assert {p: got[(p, False)] for p in prompts} == alone
+    assert got[(prompts[0], True)] == sampled_alone

@@ -45,6 +45,9 @@ class Weights:
         self.adapters: dict[str, str] = {}  # served key -> PEFT adapter name
         self.adapter_served: dict[str, Served] = {}  # served key -> its Served
         self.active: str | None = None  # PEFT adapter name now active, None: the plain base, "\0": unknown
+        self.queue: list[_Pending] = []  # whole-answer requests waiting for the lock (micro-batching)
+        self.queue_lock = threading.Lock()
+        self.leading = False  # a thread is decoding a batch of the queue
 
     def activate(self, adapter: str | None) -> None:
         """Make ``adapter`` (None: the base alone) the one that runs; call under ``lock``."""
@@ -58,6 +61,21 @@ class Weights:
             self.peft.base_model.enable_adapter_layers()
             self.peft.set_adapter(adapter)
         self.active = adapter
+
+
+MAX_BATCH = 32  # requests at most decoded together (micro-batching); 1 turns it off
+
+
+class _Pending:
+    """A queued whole-answer request; ``result`` is its Generation (or exception) once a batch has run it."""
+
+    def __init__(self, ids: list[int], config: GenerateConfig, adapter: str | None):
+        self.ids, self.config, self.adapter = ids, config, adapter
+        self.result: Generation | Exception | None = None
+        self.wake = threading.Event()  # set: its result is in, or it is its turn to lead
+
+    def matches(self, other: _Pending) -> bool:
+        return self.adapter == other.adapter and self.config == other.config and not self.config.do_sample
 
 
 class Served:
@@ -90,14 +108,51 @@ class Served:
         return self._generate(self._prompt_ids(prompt), config)
 
     def _generate(self, ids: list[int], config: GenerateConfig) -> Generation:
+        """Queue the request; the oldest queued request's thread leads (``_lead``), the others sleep until their
+        result is in or their turn to lead comes."""
+        _check(config)
+        w, mine = self._weights, _Pending(ids, config, self._adapter)
+        with w.queue_lock:
+            w.queue.append(mine)
+        while True:
+            with w.queue_lock:
+                if mine.result is not None:
+                    break
+                lead = not w.leading and w.queue[0] is mine  # first come, first led
+                w.leading = w.leading or lead
+                mine.wake.clear()
+            if lead:
+                self._lead(mine)
+            else:
+                mine.wake.wait()
+        if isinstance(mine.result, Exception):
+            raise mine.result
+        return mine.result
+
+    def _lead(self, mine: _Pending) -> None:
+        """Once the weights are free, decode ``mine`` with every request queued meanwhile for the same version and
+        settings (greedy only: a sampled row keeps its seed by running alone), hand each its result, and wake the
+        oldest still queued to lead next."""
         from workers.generate.decode import generate
 
-        _check(config)
+        w, batch = self._weights, [mine]
         try:
             with self._running() as model:
-                return generate(model, self._weights.tokenizer, [ids], config)[0]
+                with w.queue_lock:
+                    batch += [p for p in w.queue if p is not mine and p.matches(mine)][: MAX_BATCH - 1]
+                outputs = generate(model, w.tokenizer, [p.ids for p in batch], mine.config)
         except GenerateError as exc:
-            raise ServeError(str(exc)) from None
+            outputs = [ServeError(str(exc))] * len(batch)
+        except Exception as exc:  # noqa: BLE001 (every request of the batch gets it: none hangs)
+            outputs = [exc] * len(batch)
+        with w.queue_lock:
+            for p, out in zip(batch, outputs, strict=True):
+                w.queue.remove(p)
+                p.result = out
+                p.wake.set()
+            w.leading = False
+            if w.queue:
+                w.queue[0].wake.set()
 
     def _classify(self, text: str) -> Generation:
         from workers.classify import ClassifyError, classify
