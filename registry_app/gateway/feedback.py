@@ -3,7 +3,7 @@
 A thumbs down whose conversation is still known (sampled on the row, or kept in Redis for GATEWAY_FEEDBACK_WINDOW)
 becomes an ErrorCase in the error notebook: the scrubbed conversation, the answer as the bad output, the correction
 as the expected output, the version that answered, source "user feedback". An identical case already there is
-linked instead. A response another application got is "unknown" to this one (404, as for an id that never was).
+linked instead. Feedback counts against the app's rate limit. A response another application got is "unknown" to this one (404, as for an id that never was).
 
 Body: {"response_id", "rating": "up"|"down" (also "thumbs_up"/"thumbs_down", 1/-1, true/false), "correction"?,
 "comment"?}. Answer: {"id": "feedback-<n>", "object": "feedback", "response_id", "rating", "case_id", "case"}
@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from datasets_app.models import Source
 from datasets_app.services.cases import DuplicateCase, case_create
 from registry_app.gateway.auth import client_app
+from registry_app.gateway.ratelimit import rate_limit_check
 from registry_app.gateway.requestlog import conversation_of
 from registry_app.gateway.views import GatewayApi
 from registry_app.models import ClientApp, Feedback, ModelTask, Rating, ServedResponse
@@ -104,6 +105,7 @@ def feedback_create(*, app: ClientApp, response_id: str, rating: str, correction
 
 class FeedbackApi(GatewayApi):
     def post(self, request):
+        rate_limit_check(client_app(request))  # feedback counts against the app's limit like any request
         data = parse_feedback(request.data)
         feedback, outcome = feedback_create(app=client_app(request), **data)
         return Response({"id": f"feedback-{feedback.pk}", "object": "feedback",
