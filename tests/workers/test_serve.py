@@ -197,7 +197,9 @@ def test_requests_queued_while_the_model_is_busy_are_decoded_together_with_uncha
         decode, "generate", lambda m, t, ids, c: batches.append(len(ids)) or real(m, t, ids, c)
     )
     weights, got = served._weights, {}
-    jobs = [(p, GREEDY) for p in prompts] + [(prompts[0], sampled)]
+    jobs = [(p, GenerateConfig(max_new_tokens=8, seed=n)) for n, p in enumerate(prompts)] + [
+        (prompts[0], sampled)
+    ]
 
     def ask(prompt, config):
         got[(prompt, config.do_sample)] = served.complete(prompt, config).token_ids

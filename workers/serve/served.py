@@ -75,7 +75,14 @@ class _Pending:
         self.wake = threading.Event()  # set: its result is in, or it is its turn to lead
 
     def matches(self, other: _Pending) -> bool:
-        return self.adapter == other.adapter and self.config == other.config and not self.config.do_sample
+        """Greedy requests of one version decode together when the settings greedy decoding reads agree (seed,
+        temperature and top_p do not matter to it)."""
+        a, b = self.config, other.config
+        greedy = not a.do_sample and not b.do_sample
+        same = (a.max_new_tokens, a.stop, a.max_batch_size, a.max_batch_tokens) == (
+            b.max_new_tokens, b.stop, b.max_batch_size, b.max_batch_tokens
+        )  # fmt: skip
+        return greedy and same and self.adapter == other.adapter
 
 
 class Served:
