@@ -18,6 +18,8 @@ EVERYONE = [
     "Fine-tuning",
     "Compression",
     "Models",
+    "Promotions",
+    "Serving",
     "Evaluation",
     "API tokens",
     "API docs",
@@ -25,7 +27,7 @@ EVERYONE = [
 NAVIGATION = {
     PM: EVERYONE,
     DATA_SCIENTIST: EVERYONE,
-    ARCHITECT: EVERYONE,
+    ARCHITECT: [*EVERYONE[:-2], "Client apps", *EVERYONE[-2:]],
     ADMIN: [
         "Home",
         "Error notebook",
@@ -34,7 +36,10 @@ NAVIGATION = {
         "Fine-tuning",
         "Compression",
         "Models",
+        "Promotions",
+        "Serving",
         "Evaluation",
+        "Client apps",
         "Diagnostics",
         "API tokens",
         "API docs",

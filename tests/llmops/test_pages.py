@@ -21,11 +21,15 @@ def test_navigation_shows_what_each_role_may_open(world):
         "Fine-tuning",
         "Compression",
         "Models",
+        "Promotions",
+        "Serving",
         "Evaluation",
     ]
     assert nav_labels(world.client("PM").get("/").content.decode()) == [*everyone, "API tokens", "API docs"]
+    architect = nav_labels(world.client("Architect").get("/").content.decode())
+    assert architect == [*everyone, "Client apps", "API tokens", "API docs"]
     admin = nav_labels(world.client("Admin").get("/").content.decode())
-    assert admin == [*everyone, "Diagnostics", "API tokens", "API docs", "Admin site"]
+    assert admin == [*everyone, "Client apps", "Diagnostics", "API tokens", "API docs", "Admin site"]
 
 
 def test_htmx_comes_from_our_static_files_and_every_request_carries_the_csrf_token(world):
