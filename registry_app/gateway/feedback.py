@@ -18,7 +18,7 @@ from datasets_app.models import Source
 from datasets_app.services.cases import DuplicateCase, case_create
 from registry_app.gateway.auth import client_app
 from registry_app.gateway.ratelimit import rate_limit_check
-from registry_app.gateway.requestlog import conversation_of
+from registry_app.gateway.requestlog import conversation_of, storable
 from registry_app.gateway.views import GatewayApi
 from registry_app.models import ClientApp, Feedback, ModelTask, Rating, ServedResponse
 from training_app.openai_api.errors import OpenAIError, invalid
@@ -41,7 +41,7 @@ def parse_feedback(data) -> dict:
         raise invalid([("", "the request body must be a JSON object")])
     problems, clean = [], {}
     response_id = data.get("response_id")
-    if not isinstance(response_id, str) or not response_id.strip():
+    if not isinstance(response_id, str) or not response_id.strip() or "\x00" in response_id:
         problems.append(("response_id", "is required: the id of the completion being rated"))
     clean["response_id"] = response_id
     clean["rating"] = _rating(data.get("rating"))
@@ -51,7 +51,7 @@ def parse_feedback(data) -> dict:
         value = data.get(name) or ""
         if not isinstance(value, str) or len(value) > MAX_TEXT:
             problems.append((name, f"must be a string of at most {MAX_TEXT} characters"))
-        clean[name] = value if isinstance(value, str) else ""
+        clean[name] = storable(value) if isinstance(value, str) else ""
     if problems:
         raise invalid(problems)
     return clean

@@ -44,10 +44,17 @@ def user_hash(user_key: str) -> str:
     return hashlib.sha256(user_key.encode()).hexdigest()[:16]
 
 
+def storable(text: str) -> str:
+    """PostgreSQL text cannot hold NUL, which a user may send and a sampled model may write."""
+    return text.replace("\x00", "\ufffd")
+
+
 def scrubbed(conversation: list[dict], answer: str) -> tuple[list[dict], str]:
     clean, flags = scrubber(), set()
-    messages = [{"role": m["role"], "content": clean.clean(m["content"], flags)} for m in conversation]
-    return messages, clean.clean(answer, flags)
+    messages = [
+        {"role": m["role"], "content": storable(clean.clean(m["content"], flags))} for m in conversation
+    ]
+    return messages, storable(clean.clean(answer, flags))
 
 
 def _stash_key(response_id: str) -> str:
@@ -66,7 +73,7 @@ def record(
     row = ServedResponse.objects.create(
         id=response_id, app=app, deployment=route.deployment if route else None,
         variant=route.variant if route else "", version=route.version if route else None, endpoint=endpoint,
-        user_hash=user_hash(user_key) if user_key else "", status_code=status_code, error=error[:200],
+        user_hash=user_hash(user_key) if user_key else "", status_code=status_code, error=storable(error)[:200],
         latency_ms=latency_s * 1000, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
         cached=cached, streamed=streamed, sampled=sampled and bool(messages),
         messages=messages if sampled else [], answer=text if sampled else "",

@@ -169,7 +169,7 @@ def parse(data, endpoint: str) -> GenerationRequest:
         raise invalid([("", "the request body must be a JSON object")])
     problems: list[tuple[str, str]] = []
     model = data.get("model")
-    if not isinstance(model, str) or not model.strip():
+    if not isinstance(model, str) or not model.strip() or "\x00" in model:
         problems.append(("model", "is required: a deployment name, a model family or family:vN"))
     req = GenerationRequest(model=model if isinstance(model, str) else "", endpoint=endpoint)
     if endpoint == "chat":

@@ -158,9 +158,15 @@ def test_malformed_requests_are_a_400_naming_every_bad_param(production, app_tok
     ]  # fmt: skip
     empty = chat(client, messages=[], max_tokens=10**6)
     assert [p["param"] for p in error_of(empty)["problems"]] == ["messages", "max_tokens"]
+    nul = chat(client, model="ti\x00ny", messages=[{"role": "user", "content": "a\x00b"}])
+    assert nul.status_code == 400 and error_of(nul)["param"] == "model"
+    assert (
+        chat(client, messages=[{"role": "user", "content": "a\x00b"}]).status_code == 200
+    )  # stored as a\ufffdb
     not_json = client.post("/v1/chat/completions", "{", content_type="application/json")
     assert not_json.status_code == 400 and "JSON" in error_of(not_json)["message"]
-    assert ServedResponse.objects.filter(status_code=400).count() == 2
+    assert ServedResponse.objects.filter(status_code=400).count() == 3
+    assert ServedResponse.objects.get(status_code=200).messages == [{"role": "user", "content": "a\ufffdb"}]
 
 
 def test_a_repeated_temperature_0_request_is_answered_from_the_cache(production, app_token):
