@@ -8,18 +8,32 @@ Anything else, or a family without a production version, is a 404 ``model_not_fo
 
 Sticky assignment: ``bucket = int(sha256(f"{deployment}:{user_key}")[:12], 16) % 10000`` falls in one variant's
 slice of the cumulative weights; the user key is the request's ``user``, else the X-User-Id header, else a random
-id (such a request is not sticky). Routing reads the database on every request (two or three indexed queries), so a
-promotion, a rollback or a stopped experiment takes effect on the next request.
+id (such a request is not sticky).
+
+What a name serves (its "table": the deployment, its arms and the production version) is read from the database
+(two or three indexed queries) and kept ROUTE_TTL_S = 1 s per process, to keep the hot path at one token lookup,
+one INCR and one INSERT. A save or delete of a version, deployment or variant in this process clears the tables
+at once (and again on commit); a promotion, rollback or stopped experiment made by another process (the portal)
+reaches the gateway's processes within a second. Unknown names are never cached.
 """
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
-from registry_app.models import Alias, Deployment, DeploymentStatus, ModelVersion
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from registry_app.models import Alias, Deployment, DeploymentStatus, DeploymentVariant, ModelVersion
 from training_app.openai_api.errors import OpenAIError
 
 BUCKETS = 10_000
+ROUTE_TTL_S = (
+    1.0  # how long a process reuses what a model name serves (other processes' changes show after it)
+)
+MAX_TABLES = 1000
 PRODUCTION = "production"
 PINNED = "pinned"
 
@@ -79,36 +93,83 @@ def _pinned(model: str) -> ModelVersion | None:
     return _versions().filter(model__name=name, number=int(number)).first()
 
 
+@dataclass(frozen=True)
+class Table:
+    """What a model name serves, before the per-user choice: arms (label, weight, version or None = production)."""
+
+    deployment: Deployment | None
+    arms: tuple[tuple[str, int, ModelVersion | None], ...]
+    production: ModelVersion | None
+    running: bool = False
+
+
+_tables: dict[str, tuple[float, Table]] = {}
+_lock = threading.Lock()
+
+
+def forget_routes(**_) -> None:
+    """Drop every cached table (a version, deployment or variant was saved or deleted in this process)."""
+    with _lock:
+        _tables.clear()
+
+
+def _on_change(**_) -> None:
+    forget_routes()
+    transaction.on_commit(forget_routes)  # and again once the change is visible to other connections
+
+
+for _model in (ModelVersion, Deployment, DeploymentVariant):
+    post_save.connect(_on_change, sender=_model, dispatch_uid=f"gateway-routes-save-{_model.__name__}")
+    post_delete.connect(_on_change, sender=_model, dispatch_uid=f"gateway-routes-delete-{_model.__name__}")
+
+
+def table_of(model: str) -> Table:
+    """The cached table for ``model`` (ROUTE_TTL_S), read from the database when missing or stale."""
+    now = time.monotonic()
+    with _lock:
+        hit = _tables.get(model)
+    if hit is not None and now - hit[0] < ROUTE_TTL_S:
+        return hit[1]
+    table = _read_table(model)
+    with _lock:
+        if len(_tables) >= MAX_TABLES:
+            _tables.clear()
+        _tables[model] = (now, table)
+    return table
+
+
+def _read_table(model: str) -> Table:
+    deployment = Deployment.objects.select_related("model").filter(name=model).first()
+    if deployment is not None:
+        variants = deployment.variants.select_related("version__model", "version__base")
+        arms = tuple((v.label, v.weight, v.version) for v in variants)
+        running = deployment.status == DeploymentStatus.RUNNING
+        needs_production = not running or not arms or any(version is None for _, _, version in arms)
+        production = production_of(deployment.model_id) if needs_production else None
+        return Table(deployment, arms, production, running)
+    if ":v" in model:
+        version = _pinned(model)
+        if version is None:
+            raise model_not_found(model)
+        return Table(None, ((PINNED, 1, version),), None, True)
+    version = _versions().filter(model__name=model, alias=Alias.PRODUCTION).first()
+    if version is None:
+        exists = ModelVersion.objects.filter(model__name=model).exists()
+        raise model_not_found(model, "it has no production version" if exists else "")
+    return Table(None, (), version)
+
+
 def resolve(model: str, user_key: str) -> Route:
     """The route for ``model`` and this end user; OpenAIError 404 when nothing serves it."""
     if not isinstance(model, str) or not model:
         raise model_not_found(str(model))
-    deployment = Deployment.objects.select_related("model").filter(name=model).first()
-    if deployment is not None:
-        return _deployment_route(deployment, user_key)
-    if ":v" in model:
-        version = _pinned(model)
-        if version is not None:
-            return Route(version=version, variant=PINNED)
-        raise model_not_found(model)
-    version = _versions().filter(model__name=model, alias=Alias.PRODUCTION).first()
+    table = table_of(model)
+    label, version = PRODUCTION, None
+    if table.running and table.arms:
+        point = bucket(table.deployment.name, user_key) if table.deployment else 0
+        label, _, version = table.arms[pick([weight for _, weight, _ in table.arms], point)]
+    version = version or table.production
     if version is None:
-        why = (
-            "it has no production version" if ModelVersion.objects.filter(model__name=model).exists() else ""
-        )
-        raise model_not_found(model, why)
-    return Route(version=version)
-
-
-def _deployment_route(deployment: Deployment, user_key: str) -> Route:
-    variants = list(deployment.variants.select_related("version__model", "version__base"))
-    chosen = None
-    if deployment.status == DeploymentStatus.RUNNING and variants:
-        chosen = variants[pick([v.weight for v in variants], bucket(deployment.name, user_key))]
-    if chosen is not None and chosen.version is not None:
-        return Route(version=chosen.version, deployment=deployment, variant=chosen.label)
-    production = production_of(deployment.model_id)
-    if production is None:
-        raise model_not_found(deployment.name, f"{deployment.model.name} has no production version")
-    label = chosen.label if chosen is not None else PRODUCTION
-    return Route(version=production, deployment=deployment, variant=label)
+        family = table.deployment.model.name if table.deployment else model
+        raise model_not_found(model, f"{family} has no production version")
+    return Route(version=version, deployment=table.deployment, variant=label)
