@@ -49,9 +49,15 @@ class GenerationRequest:
         greedy = self.deterministic
         return GenerateConfig(
             max_new_tokens=self.max_tokens, do_sample=not greedy, temperature=1.0 if greedy else self.temperature,
-            top_p=self.top_p, seed=self.seed if self.seed is not None else secrets.randbelow(2**31),
+            top_p=self.top_p, seed=self._seed(greedy),
             stop=list(self.stop),
         )  # fmt: skip
+
+    def _seed(self, greedy: bool) -> int:
+        """The client's seed; else 0 when greedy (seed unused: equal settings batch together), else random."""
+        if self.seed is not None:
+            return self.seed
+        return 0 if greedy else secrets.randbelow(2**31)
 
     def cache_fields(self) -> dict:
         """What a greedy answer depends on, for the response cache's key."""
