@@ -103,7 +103,7 @@ def export_onnx(
         target = partial / "model.onnx"
         with torch.no_grad():
             torch.onnx.export(
-                LogitsOnly(model), (), str(target), kwargs=_example(names, len(tokenizer)), input_names=names,
+                LogitsOnly(model).eval(), (), str(target), kwargs=_example(names, len(tokenizer)), input_names=names,
                 output_names=["logits"], dynamic_shapes={n: {0: "batch", 1: "sequence"} for n in names},
                 opset_version=opset, dynamo=True, external_data=weight_bytes > EXTERNAL_DATA_BYTES,
                 verbose=False,
