@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "training_app",
     "evaluation_app",
     "registry_app",
+    "demo_app",
 ]
 
 MIDDLEWARE = [
