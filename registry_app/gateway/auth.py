@@ -3,10 +3,20 @@ stored). A missing, unknown, revoked or expired token, or one of an inactive app
 shape. The principal is a ClientUser that holds no role, so no portal permission ever passes for it.
 
 The /v1/models views accept either kind of token: a client token, or a portal user's API token with registry.view.
+
+The token row (with its app) is kept TOKEN_TTL_S = 5 s per process, keyed by the token's sha256, so the hot path
+skips the lookup; every check (revoked, expired, app inactive) still runs on each request against what is kept.
+A save or delete of a token or an app in this process clears the cache at once (and again on commit); a token
+revoked or an app deactivated in another process (the portal) is refused by the gateway's processes within
+TOKEN_TTL_S. Unknown tokens are never cached (a guessing client cannot fill it).
 """
 
+import threading
+import time
 from datetime import timedelta
 
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -18,6 +28,43 @@ from registry_app.models import CLIENT_TOKEN_PREFIX, ClientApp, ClientToken, has
 
 KEYWORDS = {b"bearer", b"token"}
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+TOKEN_TTL_S = 5.0  # how long a process reuses a token row (revocations elsewhere show after it)
+MAX_TOKENS = 10_000
+
+_tokens: dict[str, tuple[float, ClientToken]] = {}
+_lock = threading.Lock()
+
+
+def forget_tokens(**_) -> None:
+    """Drop every cached token (a token or an application was saved or deleted in this process)."""
+    with _lock:
+        _tokens.clear()
+
+
+def _on_change(**_) -> None:
+    forget_tokens()
+    transaction.on_commit(forget_tokens)  # and again once the change is visible to other connections
+
+
+for _model in (ClientToken, ClientApp):
+    post_save.connect(_on_change, sender=_model, dispatch_uid=f"gateway-tokens-save-{_model.__name__}")
+    post_delete.connect(_on_change, sender=_model, dispatch_uid=f"gateway-tokens-delete-{_model.__name__}")
+
+
+def token_of(raw: str) -> ClientToken | None:
+    """The token row for a raw client token (with its app), from the cache when fresh; None when unknown."""
+    key, now = hash_client_token(raw), time.monotonic()
+    with _lock:
+        hit = _tokens.get(key)
+    if hit is not None and now - hit[0] < TOKEN_TTL_S:
+        return hit[1]
+    token = ClientToken.objects.select_related("app").filter(key_hash=key).first()
+    if token is not None:
+        with _lock:
+            if len(_tokens) >= MAX_TOKENS:
+                _tokens.clear()
+            _tokens[key] = (now, token)
+    return token
 
 
 class ClientUser:
@@ -63,7 +110,7 @@ class ClientTokenAuthentication(BaseAuthentication):
                     f"this endpoint takes a client application token ({CLIENT_TOKEN_PREFIX}…)."
                 )
             return None
-        token = ClientToken.objects.select_related("app").filter(key_hash=hash_client_token(raw)).first()
+        token = token_of(raw)
         now = timezone.now()
         if token is None:
             raise AuthenticationFailed("unknown client token.")
@@ -74,7 +121,8 @@ class ClientTokenAuthentication(BaseAuthentication):
         if not token.usable(now):
             raise AuthenticationFailed(f"the client application {token.app.name} is inactive.")
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-            ClientToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            ClientToken.objects.filter(pk=token.pk).update(last_used_at=now)  # no signal: the cache stays
+            token.last_used_at = now
         return ClientUser(token.app), token
 
     def authenticate_header(self, request) -> str:

@@ -62,7 +62,8 @@ def client_token_issue(
 
 @transaction.atomic
 def client_token_revoke(*, token: ClientToken) -> ClientToken:
-    """Revoke now (already revoked: unchanged); calls with it answer 401 from the next request on."""
+    """Revoke now (already revoked: unchanged); calls with it answer 401 from the next request on (within
+    gateway.auth.TOKEN_TTL_S in gateway processes other than this one)."""
     token = ClientToken.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is None:
         token.revoked_at = timezone.now()

@@ -121,6 +121,32 @@ def test_missing_unknown_revoked_or_expired_tokens_get_401_in_openai_shape(produ
     assert not ServedResponse.objects.exists()
 
 
+def test_a_token_revoked_elsewhere_is_refused_once_the_token_cache_expires_and_here_at_once(
+    production, app_token, monkeypatch
+):
+    from registry_app.gateway import auth
+    from registry_app.services.clients import client_token_revoke
+
+    app, raw = app_token
+    client = gateway(raw)
+    assert chat(client, max_tokens=0).status_code == 400  # authenticated (then refused for max_tokens)
+    app.tokens.filter(name="prod").update(revoked_at=timezone.now())  # as the portal's process would
+    assert chat(client, max_tokens=0).status_code == 400  # this process still holds the token row
+    monkeypatch.setattr(auth, "TOKEN_TTL_S", 0.0)
+    assert chat(client, max_tokens=0).status_code == 401
+    monkeypatch.undo()
+
+    token, second = client_token_issue(app=app, name="second")
+    assert chat(gateway(second), max_tokens=0).status_code == 400
+    client_token_revoke(token=token)  # a save in this process: the cache is cleared at once
+    refused = chat(gateway(second), max_tokens=0)
+    assert refused.status_code == 401 and "revoked" in error_of(refused)["message"]
+    app.is_active = False
+    app.save()
+    app.tokens.filter(pk=token.pk).update(revoked_at=None)
+    assert "inactive" in error_of(chat(gateway(second), max_tokens=0))["message"]
+
+
 def test_a_portal_user_token_cannot_call_the_generation_endpoints(production, world):
     refused = chat(world.api("Admin"))
     assert refused.status_code == 401 and "client application token" in error_of(refused)["message"]
