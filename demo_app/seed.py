@@ -4,7 +4,10 @@ What it makes, all through the same services the portal's pages use (so fingerpr
 history, approver fields and the per-status counts are exactly what a PM's own work would leave):
 
 - the role groups and one demo user per role (``llmops.bootstrap``; a new user's password is printed once);
-- about 300 error cases written for the project, created by the demo PM (``demo_app/data/``):
+- about 300 error cases written for the project, filed by the demo PM through the batch path of the bulk API and
+  file imports (Ingestor: scrub, fingerprint, skip duplicates, write), then reviewed one by one with
+  case_set_status as the PM would (``created_at`` is then spread over the last 30 days, for a lifelike notebook).
+  The cases (``demo_app/data/``):
   ``intent_cases.jsonl`` — customer messages the intent router (FEATURE_INTENT, classification) sent to a plausible
   wrong intent; ``chat_cases.jsonl`` — questions the assistant (FEATURE_CHAT, chat) answered with a wrong policy
   fact or a non-standard term, with the corrected answer. ``policies.jsonl`` is the policy sheet those answers
@@ -39,8 +42,9 @@ from django.utils import timezone
 
 from datasets_app.models import CaseStatus, Dataset, DatasetVersion, ErrorCase, Tag, TaskType, VersionStatus
 from datasets_app.services.build import build_run
-from datasets_app.services.cases import DuplicateCase, case_create, case_set_status
+from datasets_app.services.cases import case_set_status
 from datasets_app.services.datasets import dataset_create, source_file_add, version_create
+from datasets_app.services.ingest import Ingestor
 from datasets_app.services.prepare import Scrubber
 from demo_app.catalog import FEATURE_CHAT, FEATURE_INTENT, GENERAL_INTENTS_DATASET, INTENTS, PRODUCT
 from llmops.bootstrap import DEMO_USERS, ensure_demo_users
@@ -126,40 +130,55 @@ def _users(out) -> None:
 
 @transaction.atomic
 def _cases(out) -> tuple[int, int]:
+    """New demo cases through the batch path of the bulk API and imports (scrub, fingerprint, skip duplicates,
+    write); then each one's review as the PM would do it (case_set_status: history, approver, counts)."""
     for name, (label, description) in NEW_TAGS.items():
         Tag.objects.get_or_create(name=name, defaults={"label": label, "description": description})
     pm = get_user_model().objects.get(username=PM_USER)
-    existing = set(
-        ErrorCase.objects.filter(metadata__has_key="demo_key").values_list("metadata__demo_key", flat=True)
-    )
-    scrubber, now = Scrubber.from_database(), timezone.now()
-    created = found = 0
-    for spec in case_specs():
-        if spec["key"] in existing:
-            found += 1
+    every, existing = case_specs(), _demo_ids()
+    specs = [s for s in every if s["key"] not in existing]
+    by_source: dict[str, list[dict]] = {}
+    for spec in specs:
+        by_source.setdefault(spec["source"], []).append(spec)
+    scrubber, duplicates = Scrubber.from_database(), 0
+    for source, batch in by_source.items():
+        ingest = Ingestor(user_id=pm.pk, source=source, scrubber=scrubber, unit="item")
+        for index, spec in enumerate(batch, start=1):
+            ingest.add(index, **_fields(spec))
+        duplicates += len(ingest.finish().duplicates)  # the very same case filed by hand: theirs is kept
+    ids, now = _demo_ids(), timezone.now()
+    for spec in specs:
+        case_id = ids.get(spec["key"])
+        if case_id is None:
             continue
-        try:
-            _case(spec, pm, scrubber, now)
-        except DuplicateCase:  # someone filed the very same case by hand: keep theirs
-            found += 1
-        else:
-            created += 1
-    return created, found
+        age = timedelta(minutes=zlib.crc32(spec["key"].encode()) % (30 * 24 * 60))  # over the last 30 days
+        ErrorCase.objects.filter(pk=case_id).update(created_at=now - age, updated_at=now - age)
+        if spec["status"] in (CaseStatus.APPROVED, CaseStatus.REJECTED):
+            case_set_status(case_id=case_id, user=pm, status=spec["status"], reason=spec["reason"])
+    created = len(specs) - duplicates
+    return created, len(every) - created
 
 
-def _case(spec: dict, pm, scrubber: Scrubber, now) -> None:
-    key, status = spec["key"], spec["status"]
-    age = timedelta(minutes=zlib.crc32(key.encode()) % (30 * 24 * 60))  # spread over the last 30 days
-    metadata = {"demo_key": key, "lang": spec["lang"], **({"fact": spec["fact"]} if "fact" in spec else {})}
-    case = case_create(
-        user=pm, scrubber=scrubber, messages=spec["messages"], bad_output=spec["bad_output"],
-        expected_output="" if status == CaseStatus.NEW else spec["expected_output"], tags=spec["tags"],
-        source=spec["source"], task_type=spec["task_type"], severity=spec["severity"], product=PRODUCT,
-        feature=spec["feature"], model_version=spec["model_version"], metadata=metadata,
-        created_at=now - age, updated_at=now - age,
-    )  # fmt: skip
-    if status in (CaseStatus.APPROVED, CaseStatus.REJECTED):
-        case_set_status(case_id=case.pk, user=pm, status=status, reason=spec["reason"])
+def _demo_ids() -> dict[str, int]:
+    return dict(
+        ErrorCase.objects.filter(metadata__has_key="demo_key")
+        .values_list("metadata__demo_key", "pk")
+        .order_by()
+    )
+
+
+def _fields(spec: dict) -> dict:
+    metadata = {
+        "demo_key": spec["key"],
+        "lang": spec["lang"],
+        **({"fact": spec["fact"]} if "fact" in spec else {}),
+    }
+    return {
+        "messages": spec["messages"], "bad_output": spec["bad_output"], "metadata": metadata,
+        "expected_output": "" if spec["status"] == CaseStatus.NEW else spec["expected_output"],
+        "tags": spec["tags"], "task_type": spec["task_type"], "severity": spec["severity"], "product": PRODUCT,
+        "feature": spec["feature"], "model_version": spec["model_version"],
+    }  # fmt: skip
 
 
 # ---- the general pack ----------------------------------------------------------------------------------------------
