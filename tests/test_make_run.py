@@ -211,6 +211,8 @@ def test_make_run_serves_the_login_page_and_its_worker_answers_a_ping_then_ctrl_
     assert (var_dir / "db.sqlite3").is_file()
     assert (var_dir / "artifacts" / "base-models" / "tiny-llama" / "tiny_spec.json").is_file()
     assert "tiny: registered tiny v1" in first_run.output
+    assert "Error cases: 309 created, 0 already there." in first_run.output
+    assert "General pack: aurora-intents-general v1 built" in first_run.output
 
 
 def test_a_second_run_reuses_var_and_prints_no_new_passwords(first_run, var_dir):
@@ -223,6 +225,7 @@ def test_a_second_run_reuses_var_and_prints_no_new_passwords(first_run, var_dir)
     assert "shown this once" not in output
     assert "Building the tiny offline demo model" not in output
     assert "already registered as tiny v1" in output
+    assert "Error cases: 0 created, 309 already there." in output and "v1 already ready" in output
     assert_all_gone(descendants, portal.port)
 
 
