@@ -59,6 +59,8 @@ MATRIX: dict[str, frozenset[str]] = {
     "serving.view": EVERYONE,
     "serving.manage": frozenset({ARCHITECT, ADMIN}),
     "serving.clients": frozenset({ARCHITECT, ADMIN}),
+    # the guided demo run (the whole loop on a demo base, from the home page): admins start it and watch it
+    "demo.run": frozenset({ADMIN}),
 }
 
 # What each role is for, shown on the home page.

@@ -47,6 +47,7 @@ urlpatterns = [
     path("training/", include("training_app.urls")),
     path("models/", include("registry_app.urls")),
     path("evaluations/", include("evaluation_app.urls")),
+    path("demo/", include("demo_app.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("api/v1/", include(api_v1)),

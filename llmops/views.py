@@ -23,6 +23,7 @@ def home(request):
     context = {"roles": [(r, ROLE_DESCRIPTIONS[r]) for r in roles]}
     if has_perm(request.user, "diagnostics.view"):
         context["recent_jobs"] = DiagnosticJob.objects.all()[:5]
+    context["can_run_demo"] = has_perm(request.user, "demo.run")
     return render(request, "llmops/home.html", context)
 
 

@@ -289,6 +289,18 @@ URL_KWARGS.update(
 )
 
 
+def demo_run(w):
+    """A queued guided demo run, made once per test for its progress page."""
+    if "demo_run" not in w:
+        from demo_app.models import DemoRun
+
+        w["demo_run"] = DemoRun.objects.create(model_key="tiny")
+    return w["demo_run"]
+
+
+URL_KWARGS.update({"demo:run": lambda w: {"pk": demo_run(w).pk}})
+
+
 # Permissions checked per action inside a view rather than per endpoint, with the test that proves each.
 PER_ACTION = {
     "cases.delete": "tests/datasets_app/test_views_cases.py::test_bulk_delete_needs_an_explicit_confirmation_and_the_permission",

@@ -1,0 +1,18 @@
+"""The guided demo run: the whole loop on one demo base, through the portal's real services and jobs.
+
+    run = demo_run_create(user=admin, model="minilm")             # queued: the Celery task demo.loop runs it
+    run = demo_run_create(user=None, model="tiny", inline=True)   # manage.py demo_loop: run it here
+    demo_run_execute(run_id=run.pk, task_id=run.celery_task_id, hostname=None, echo=print)
+
+Steps (demo_app.loop.steps): make sure the demo seed exists; pick the base (a classifier gets a head over the
+intents, see router.py); build a dataset version of the path's approved Aurora cases (deduplicated, then a seeded
+stratified train/validation/test split, so no test row is a copy of a train row); fine-tune it with LoRA; score
+base and candidate on the version's test split and the general pack, and compare them (a ComparisonReport, with
+per-case fixed / newly broken and the forgetting flag); file a promotion request to staging as the demo data
+scientist. Every job is executed in this process through its own task function (see jobs.py for why).
+"""
+
+from demo_app.loop.config import SPECS
+from demo_app.loop.run import demo_run_create, demo_run_execute, demo_scientist
+
+__all__ = ["SPECS", "demo_run_create", "demo_run_execute", "demo_scientist"]
