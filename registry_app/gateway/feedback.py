@@ -10,6 +10,8 @@ Body: {"response_id", "rating": "up"|"down" (also "thumbs_up"/"thumbs_down", 1/-
 where ``case`` says what happened to the case ("created", "linked", "none: …").
 """
 
+import time
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from rest_framework.response import Response
@@ -26,6 +28,7 @@ from training_app.openai_api.errors import OpenAIError, invalid
 RATINGS = {"up": Rating.UP, "thumbs_up": Rating.UP, "+1": Rating.UP, "1": Rating.UP,
            "down": Rating.DOWN, "thumbs_down": Rating.DOWN, "-1": Rating.DOWN}  # fmt: skip
 MAX_TEXT = 20_000
+ROW_WAIT_S = 2.0  # a response's row is written just after its answer is sent, so its feedback may come first
 
 
 def _rating(value) -> str | None:
@@ -103,10 +106,24 @@ def feedback_create(*, app: ClientApp, response_id: str, rating: str, correction
     return feedback, outcome
 
 
+def response_row_wait(*, app: ClientApp, response_id: str) -> None:
+    """Wait up to ROW_WAIT_S for the row of a response id the gateway hands out (chatcmpl-…, cmpl-…): the
+    client may rate the answer before the thread that sent it has written its row. Outside any transaction, so
+    each look sees what has been committed since."""
+    if not response_id.startswith(("chatcmpl-", "cmpl-")):
+        return
+    deadline = time.monotonic() + ROW_WAIT_S
+    while not ServedResponse.objects.filter(pk=response_id, app=app).exists():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
 class FeedbackApi(GatewayApi):
     def post(self, request):
         rate_limit_check(client_app(request))  # feedback counts against the app's limit like any request
         data = parse_feedback(request.data)
+        response_row_wait(app=client_app(request), response_id=data["response_id"])
         feedback, outcome = feedback_create(app=client_app(request), **data)
         return Response({"id": f"feedback-{feedback.pk}", "object": "feedback",
                          "response_id": feedback.response_id, "rating": feedback.rating,

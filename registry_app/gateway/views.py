@@ -2,7 +2,8 @@
 
 A request: authenticate the client token (auth) -> count it against the app's rate limit (ratelimit) -> validate
 the body (requests) -> route the model name to a version (routing) -> answer from the response cache or the model
-(respcache, engine) -> one ServedResponse row and the Prometheus counts (requestlog). Every answer carries
+(respcache, engine) -> one ServedResponse row and the Prometheus counts (requestlog), written once the whole
+answer has been sent (``after_sent``; a stream's row just before its ``[DONE]``). Every answer carries
 ``X-Model-Version: family:vN`` and ``X-Variant``. ``stream: true`` answers server-sent events, one chunk per delta,
 then ``data: [DONE]``; the stream's first delta is computed before the response starts, so a prompt the engine
 refuses is still a plain 400. Engine errors: ServeError (the engine refusing the request) -> 400; anything else
@@ -74,11 +75,12 @@ class Call:
         return time.perf_counter() - self.started
 
     def log(self, *, status: int = 200, error: str = "", answer: dict | None = None, cached: bool = False,
-            error_type: str = "") -> None:  # fmt: skip
+            error_type: str = "", latency_s: float | None = None) -> None:  # fmt: skip
         answer = answer or {}
         record(
             response_id=self.id, app=self.app, endpoint=self.endpoint, route=self.route, user_key=self.user_key,
-            status_code=status, error=error, latency_s=self.elapsed(), cached=cached,
+            status_code=status, error=error, latency_s=self.elapsed() if latency_s is None else latency_s,
+            cached=cached,
             prompt_tokens=answer.get("prompt_tokens", 0), completion_tokens=answer.get("completion_tokens", 0),
             streamed=bool(self.req and self.req.stream), answer=answer.get("text", ""),
             conversation=self.req.conversation() if self.req and status == 200 else None, error_type=error_type,
@@ -132,9 +134,27 @@ def generate(request, endpoint: str):
     if call.req.stream:
         return stream(call, cached)
     answer = cached or run_model(call)
-    call.log(answer=answer, cached=cached is not None)
     body = call.body([call.choice(answer["text"], answer["finish_reason"])], usage_of(answer))
-    return JsonResponse(body, headers=call.headers(cached is not None))
+    response = JsonResponse(body, headers=call.headers(cached is not None))
+    latency = call.elapsed()
+    return after_sent(response, lambda: call.log(answer=answer, cached=cached is not None, latency_s=latency))
+
+
+def after_sent(response, write):
+    """Run ``write`` (the log row) when the server closes the response, after sending it: the client does not
+    wait for the INSERT. It runs before Django's own ``close()``, which may end the database connection."""
+    close = response.close
+
+    def closing() -> None:
+        try:
+            write()
+        except Exception:
+            log.exception("gateway: the request log row could not be written")
+        finally:
+            close()
+
+    response.close = closing
+    return response
 
 
 def _model_input(call: Call):

@@ -82,3 +82,33 @@ def test_a_malformed_feedback_is_a_400_naming_every_field(answered):
     assert bad.status_code == 400
     assert [p["param"] for p in error_of(bad)["problems"]] == ["response_id", "rating", "comment"]
     assert not Feedback.objects.exists()
+
+
+@pytest.mark.usefixtures("transactional_db", "production")
+def test_feedback_that_arrives_before_its_response_row_waits_for_it(app_token, monkeypatch):  # noqa: F811
+    import threading
+
+    from django.db import connection
+
+    from registry_app.gateway import views
+
+    client = gateway(app_token[1])
+    rows_written = []
+    monkeypatch.setattr(
+        views, "after_sent", lambda response, write: (rows_written.append(write), response)[1]
+    )
+    body = chat(client, messages=ASKED, temperature=0, user="u1").json()
+    assert not ServedResponse.objects.filter(pk=body["id"]).exists()  # its row is still to be written
+
+    def write_late() -> None:  # the thread that sent the answer, writing its row a moment later
+        threading.Event().wait(0.3)
+        rows_written[0]()
+        connection.close()
+
+    writer = threading.Thread(target=write_late)
+    writer.start()
+    given = feedback(client, response_id=body["id"], rating="down", correction="It ships Monday.")
+    writer.join()
+    assert given.status_code == 200 and given.json()["case"] == "created", given.json()
+    never = feedback(client, response_id="chatcmpl-" + "0" * 24, rating="down")
+    assert never.status_code == 404 and error_of(never)["param"] == "response_id"

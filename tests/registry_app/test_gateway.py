@@ -16,6 +16,7 @@ from registry_app.gateway.requestlog import scrubbed
 from registry_app.models import Deployment, DeploymentVariant, ModelVersion, ServedResponse
 from registry_app.services import base_model_register
 from registry_app.services.clients import client_app_create, client_token_issue
+from tests.conftest import wait_until
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 
@@ -97,6 +98,9 @@ def test_the_openai_client_chats_with_the_production_version_whole_and_streamed(
     completion = client.completions.create(model="tiny:v1", prompt="Once upon", max_tokens=3, temperature=0)
     assert completion.object == "text_completion" and completion.id.startswith("cmpl-")
     assert isinstance(completion.choices[0].text, str) and completion.model == "tiny:v1"
+    wait_until(
+        lambda: ServedResponse.objects.count() == 3, what="the rows written after each answer was sent"
+    )
     rows = ServedResponse.objects.order_by("created_at")
     assert [(r.endpoint, r.streamed, r.status_code, r.version_id) for r in rows] == [
         ("chat", False, 200, production.pk), ("chat", True, 200, production.pk),
