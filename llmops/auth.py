@@ -13,17 +13,25 @@ KEYWORDS = {b"bearer", b"token"}
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
+def bearer(request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` (or ``Token <token>``) header; None without such a
+    header. A header that names the scheme but is malformed is refused (AuthenticationFailed, a 401)."""
+    parts = get_authorization_header(request).split()
+    if not parts or parts[0].lower() not in KEYWORDS:
+        return None
+    if len(parts) != 2:
+        raise AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
+    try:
+        return parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise AuthenticationFailed("The token contains characters that are not ASCII.") from None
+
+
 class ApiTokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() not in KEYWORDS:
+        raw = bearer(request)
+        if raw is None:
             return None
-        if len(parts) != 2:
-            raise AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        try:
-            raw = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise AuthenticationFailed("The API token contains characters that are not ASCII.") from None
         token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
         if token is None or token.revoked_at is not None or not token.user.is_active:
             raise AuthenticationFailed("Invalid or revoked API token.")

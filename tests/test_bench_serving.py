@@ -12,17 +12,6 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _gateway_is_there() -> bool:
-    try:
-        from registry_app.gateway import views
-    except ImportError:
-        return False
-    return hasattr(views, "ChatCompletionsApi")
-
-
-@pytest.mark.skipif(
-    not _gateway_is_there(), reason="the gateway's chat view (registry_app.gateway.views) is absent"
-)
 def test_the_quick_serving_benchmark_answers_every_request_and_prints_its_summary_last(tiny_dir):
     db = settings.DATABASES["default"]
     if not db["ENGINE"].endswith("postgresql"):

@@ -19,14 +19,14 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
 
+from llmops.auth import bearer
 from llmops.roles import RolePermission
 from registry_app.models import CLIENT_TOKEN_PREFIX, ClientApp, ClientToken, hash_client_token
 
-KEYWORDS = {b"bearer", b"token"}
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 TOKEN_TTL_S = 5.0  # how long a process reuses a token row (revocations elsewhere show after it)
 MAX_TOKENS = 10_000
@@ -87,23 +87,13 @@ class ClientUser:
         return self.get_username()
 
 
-def _bearer(request) -> str | None:
-    parts = get_authorization_header(request).split()
-    if len(parts) != 2 or parts[0].lower() not in KEYWORDS:
-        return None
-    try:
-        return parts[1].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-
-
 class ClientTokenAuthentication(BaseAuthentication):
     """Handles ``llmops_app_…`` tokens only; any other header is left to the next authenticator."""
 
     only_clients = False  # True: any other bearer token is refused (401) instead of passed on
 
     def authenticate(self, request):
-        raw = _bearer(request)
+        raw = bearer(request)
         if raw is None or not raw.startswith(CLIENT_TOKEN_PREFIX):
             if raw is not None and self.only_clients:
                 raise AuthenticationFailed(
