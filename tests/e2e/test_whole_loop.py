@@ -18,7 +18,7 @@ from pathlib import Path
 import requests
 from playwright.sync_api import Page, expect
 
-from datasets_app.models import ErrorCase, Tag
+from datasets_app.models import DatasetVersion, ErrorCase, Tag
 from datasets_app.services.cases import case_create
 from demo_app.catalog import FEATURE_CHAT, PRODUCT
 from evaluation_app.models import ComparisonReport, EvalRun, ReportStatus
@@ -64,7 +64,7 @@ def shot(page: Page, name: str, until: str = "") -> Path:
     height = page.evaluate("document.documentElement.scrollHeight")
     if until:
         box = page.locator(until).bounding_box()
-        height = min(height, box["y"] + box["height"] + 16 + page.evaluate("window.scrollY"))
+        height = min(height, box["y"] + box["height"] + 4 + page.evaluate("window.scrollY"))
     else:
         height = min(height, MAX_SHOT_HEIGHT)
     clip = {"x": 0, "y": 0, "width": 1280, "height": height}
@@ -165,12 +165,10 @@ def test_three_roles_walk_the_loop_from_error_cases_to_a_promoted_version_and_ba
     expect(page.get_by_role("heading", level=1)).to_contain_text("refund answers v1")
     expect(page.locator("[data-version-status]")).to_have_text("ready", timeout=60_000)
     shot(page, "03-ds-dataset-version.png")
-    from datasets_app.models import DatasetVersion
-
     dataset_version = DatasetVersion.objects.get(dataset__name="refund answers")
     assert dataset_version.counts["test"] >= 3, dataset_version.counts
 
-    # 3. A LoRA fine-tune of the tiny base from the form; the job page's loss chart grows from poll to poll.
+    # 3. A LoRA fine-tune of the tiny base from the form; the job page's loss chart fills in as it trains.
     polls = []
     page.on("response", lambda r: polls.append(r) if "metrics.json" in r.url and r.ok else None)
     nav.get_by_role("link", name="Fine-tuning").click()
@@ -178,12 +176,12 @@ def test_three_roles_walk_the_loop_from_error_cases_to_a_promoted_version_and_ba
     page.get_by_role("link", name="Quick LoRA").click()
     page.get_by_label("Base model").select_option(str(base.pk))
     page.get_by_label("Dataset version").select_option(str(dataset_version.pk))
-    for label, value in (("Epochs", "40"), ("Batch size", "8"), ("Learning rate", "0.02"),
+    for label, value in (("Epochs", "40"), ("Batch size", "8"), ("Learning rate", "0.02"), ("Eval every", "10"),
                          ("Max sequence length", "64"), ("LoRA rank", "8")):  # fmt: skip
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Submit fine-tune").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"^Fine-tune job \d+$"))
     job = FineTuneJob.objects.get()
-    expect(page.get_by_role("heading", level=1)).to_have_text(f"Fine-tune job {job.pk}")
 
     def drawn() -> list[int]:
         return [n for r in list(polls) if (n := len(r.json()["series"].get("train_loss", {}).get("x", [])))]
@@ -193,8 +191,11 @@ def test_three_roles_walk_the_loop_from_error_cases_to_a_promoted_version_and_ba
     assert job.status == JobStatus.SUCCEEDED, job.error
     expect(page.locator("#result")).to_be_visible(timeout=15_000)
     expect(page.locator("[data-chart]").first.locator("canvas")).to_have_count(1)
-    settle(page, lambda: len(drawn()) >= 2 and drawn()[-1] > drawn()[0], "the chart to grow", timeout=15)
-    shot(page, "04-ds-training-loss.png")
+    steps = job.metric_points.filter(name="train_loss").count()
+    assert steps >= 40, steps
+    settle(page, lambda: drawn() and drawn()[-1] == steps, "the chart to show every step's loss", timeout=15)
+    assert drawn() == sorted(drawn()), f"the curve lost points between polls: {drawn()}"
+    shot(page, "04-ds-training-loss.png", until="#chart-loss")
     candidate = job.result_version
 
     # 4. Evaluate candidate and base on the test split, compare them, open the report at its fixed cases.
@@ -206,6 +207,7 @@ def test_three_roles_walk_the_loop_from_error_cases_to_a_promoted_version_and_ba
     form.get_by_label("Baseline run").select_option(str(base_run.pk))
     form.get_by_label("Candidate run").select_option(str(candidate_run.pk))
     form.get_by_role("button").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Comparison report")
     report = ComparisonReport.objects.get()
     settle(page, lambda: ComparisonReport.objects.get(pk=report.pk).status != ReportStatus.WAITING,
            "both evaluation runs to end and the report to be computed")  # fmt: skip
@@ -258,9 +260,8 @@ def test_three_roles_walk_the_loop_from_error_cases_to_a_promoted_version_and_ba
     body = answer.json()
     assert answer.headers["X-Model-Version"] == candidate.openai_id == f"tiny:v{candidate.number}"
     assert body["object"] == "chat.completion" and body["model"] == "tiny"
-    assert "7 days" in body["choices"][0]["message"]["content"], (
-        body
-    )  # what the fine-tune taught; the base never says it
+    content = body["choices"][0]["message"]["content"]
+    assert "7 days" in content, content  # what the fine-tune taught; the random base never says it
     served = wait_until(
         lambda: ServedResponse.objects.filter(pk=body["id"]).first(), what="the request's log row"
     )
@@ -271,10 +272,10 @@ def test_three_roles_walk_the_loop_from_error_cases_to_a_promoted_version_and_ba
         "response_id": body["id"], "rating": "down", "correction": ANSWER, "comment": "the answer is cut off"})  # fmt: skip
     assert rated.status_code == 200 and rated.json()["case"] == "created", rated.text
     case = ErrorCase.objects.get(pk=rated.json()["case_id"])
-    assert (case.source, case.model_version, case.status) == (
+    assert (case.source, case.model_version, case.bad_output) == (
         "user_feedback",
         candidate.openai_id,
-        "corrected",
+        content,
     )
     act_as(page, live_server, "pm")
     nav.get_by_role("link", name="Error notebook").click()
