@@ -10,6 +10,11 @@ stratified train/validation/test split, so no test row is a copy of a train row)
 base and candidate on the version's test split and the general pack, and compare them (a ComparisonReport, with
 per-case fixed / newly broken and the forgetting flag); file a promotion request to staging as the demo data
 scientist. Every job is executed in this process through its own task function (see jobs.py for why).
+
+Measured (`nice -n 10 python manage.py demo_loop --model minilm`, CPU, 2 cores shared with other jobs, load ~4):
+126 s for the run; the English intent cases gave 69 train / 5 validation / 18 test rows; 13 of the 15 held-out
+error cases fixed (86.7%), 1 newly broken, test accuracy 16.7% -> 83.3%, general pack 0.094 -> 0.625 (no
+forgetting flag). With Chinese cases in (which MiniLM reads as [UNK], see config.py): 20 of 31 fixed (64.5%).
 """
 
 from demo_app.loop.config import SPECS

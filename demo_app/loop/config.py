@@ -4,6 +4,11 @@ The classification defaults were tuned on all-MiniLM-L6-v2 and the seed's intent
 loop's module docstring): the LoRA adapter wraps every linear layer of the encoder (query, key, value and both
 dense layers) and the classification head is trained whole (PEFT's SEQ_CLS task puts it in modules_to_save),
 with a learning rate that suits a freshly initialised head. The chat defaults are a short LoRA run.
+
+MiniLM reads English only: its (uncased English) WordPiece vocabulary has no entry for 77% of the Chinese
+characters in the seed's intent cases (904 of 1,176 become [UNK]), so a Chinese message reaches it as a row of
+[UNK]s that no training can route. Its path therefore filters the cases to English (the recipe's language filter,
+shown in the version's recipe and data card); a multilingual encoder would take them all.
 """
 
 from dataclasses import dataclass, field
@@ -24,8 +29,8 @@ CLASSIFICATION = LoopPath("classification", FEATURE_INTENT, INTENT_DATASET)
 CHAT = LoopPath("chat", FEATURE_CHAT, CHAT_DATASET)
 
 CLASSIFIER_TRAINING = {
-    "epochs": 12,
-    "batch_size": 16,
+    "epochs": 15,
+    "batch_size": 8,
     "lr": 1e-3,
     "lora_r": 16,
     "lora_alpha": 32.0,
@@ -56,16 +61,17 @@ class DemoSpec:
     base: str
     path: LoopPath
     training: dict = field(default_factory=dict)
+    languages: tuple[str, ...] = ()  # the recipe's language filter; empty: every language
 
 
 SPECS = {
-    "minilm": DemoSpec("all-minilm-l6-v2", CLASSIFICATION, CLASSIFIER_TRAINING),
+    "minilm": DemoSpec("all-minilm-l6-v2", CLASSIFICATION, CLASSIFIER_TRAINING, languages=("en",)),
     "tiny-bert": DemoSpec("tiny-bert", CLASSIFICATION, CLASSIFIER_TRAINING),
     "smollm2": DemoSpec("smollm2-135m-instruct", CHAT, CHAT_TRAINING),
     "tiny": DemoSpec("tiny", CHAT, {**CHAT_TRAINING, "epochs": 2, "max_seq_len": 256}),
 }
 
-# the dataset version's split: a fifth held out for the test (the comparison report), a tenth for validation
-SPLIT = {"train": 0.7, "validation": 0.1, "test": 0.2, "seed": 42, "stratify": True}
+# the dataset version's split: a fifth held out for the test (the comparison report), a few rows for validation
+SPLIT = {"train": 0.75, "validation": 0.05, "test": 0.2, "seed": 42, "stratify": True}
 TARGET = "staging"  # where the promotion request asks the version to go
 JOB_DEADLINE_S = 3600.0  # the longest the run waits for one job that a worker took

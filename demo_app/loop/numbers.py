@@ -57,6 +57,8 @@ def report_numbers(report: ComparisonReport, version: DatasetVersion) -> dict:
 
 def _input(result) -> str:
     prompt = result.prompt
+    if isinstance(prompt, dict):  # a classifier's input
+        return str(prompt.get("text", ""))[:200]
     if isinstance(prompt, list):
         users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
         return (users[-1] if users else "")[:200]

@@ -105,7 +105,7 @@ def _loop(job: DemoRun, report: Reporter, echo) -> str:
     log("start", f"the loop on {spec.base} ({spec.path.task_type}), acting as {user.get_username()}", 0.01)
     steps.seed(log)
     base = steps.base(user=user, spec=spec, log=log)
-    version = steps.dataset_version(user=user, path=spec.path, log=log, report=report)
+    version = steps.dataset_version(user=user, spec=spec, log=log, report=report)
     _link(run, dataset_version=version)
     fine_tune = steps.fine_tune(user=user, spec=spec, base=base, version=version, steps=run.steps, log=log,
                                 report=report)  # fmt: skip

@@ -69,12 +69,12 @@ def _case_tags(path: LoopPath) -> list[str]:
     return sorted(mine - others)
 
 
-def recipe(path: LoopPath) -> dict:
+def recipe(path: LoopPath, languages: tuple[str, ...] = ()) -> dict:
     """The path's approved Aurora cases (by the tags only they carry), deduplicated (the recipe's default, exact
     and near) before a seeded stratified split: no test row is a copy of a train row."""
     tags = _case_tags(path)
     cases = {"products": [PRODUCT], "tags": tags}
-    steps = {"split": dict(SPLIT)}
+    steps = {"split": dict(SPLIT), "filter": {"languages": list(languages)}}
     if path.task_type == "classification":
         steps["integrity"] = {"labels": list(INTENTS)}  # keeps the intent cases, drops any other
     elif not tags:  # intent labels would become chat answers
@@ -83,9 +83,10 @@ def recipe(path: LoopPath) -> dict:
     return {"sources": {"cases": cases}, "steps": steps}
 
 
-def dataset_version(*, user, path: LoopPath, log, report: Reporter) -> DatasetVersion:
+def dataset_version(*, user, spec: DemoSpec, log, report: Reporter) -> DatasetVersion:
     from datasets_app.services.datasets import dataset_create, version_create
 
+    path = spec.path
     dataset = Dataset.objects.filter(name__iexact=path.dataset).first()
     if dataset is None:
         dataset = dataset_create(user=user, name=path.dataset, task_type=path.task_type, product=PRODUCT,
@@ -93,10 +94,11 @@ def dataset_version(*, user, path: LoopPath, log, report: Reporter) -> DatasetVe
     elif dataset.task_type != path.task_type:
         raise JobFailed(f"dataset {dataset.name} holds {dataset.task_type} rows, not {path.task_type}")
     try:
-        version = version_create(user=user, dataset=dataset, recipe=recipe(path))
+        version = version_create(user=user, dataset=dataset, recipe=recipe(spec.path, spec.languages))
     except ValidationError as e:
         raise JobFailed(f"the dataset version could not be built: {_messages(e)}") from e
-    log("dataset", f"building {version} from the approved {PRODUCT} cases of the {path.feature}", 0.1)
+    only = f" (in {', '.join(spec.languages)} only: see demo_app.loop.config)" if spec.languages else ""
+    log("dataset", f"building {version} from the approved {PRODUCT} cases of the {path.feature}{only}", 0.1)
     job_wait(version.build, report, deadline_s=JOB_DEADLINE_S)
     version.refresh_from_db()
     if version.status != VersionStatus.READY:

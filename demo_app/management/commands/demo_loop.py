@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
-from demo_app.loop import SPECS, demo_run_create, demo_run_execute
+from demo_app.loop import SPECS, demo_run_create, demo_run_execute, demo_scientist
 from demo_app.models import DemoRun
 
 
@@ -34,6 +34,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, model: str, steps: int | None, user: str, url: str, **options):
         run_as = None
+        if not user and demo_scientist() is None:  # a fresh database: the seed makes the demo users
+            from demo_app.loop.steps import seed
+
+            seed(lambda step, message, progress=None: self.stdout.write(f"[{step}] {message}"))
         if user:
             run_as = get_user_model().objects.filter(username=user).first()
             if run_as is None:
