@@ -26,11 +26,12 @@ Last line: {"bench": "serving", "rps", "p50_ms", "p95_ms" (the gateway's, 64 cli
 p50 minus in-process p50 at the same concurrency), "errors" (both sides), "one_client": {...}, ...}. Target
 (issue 8): overhead p50 <= 5 ms with zero errors. In-process, requests queue per weight set and greedy ones
 are decoded together (micro-batching, workers/serve/served.py), so 64 clients get ~440 requests/s on this 2-core
-machine, where the model's forward dominates. Behind the gateway, each request also costs ~20-25 ms of Python
-(authentication, routing, the request-log row: four SQL round trips) that the one process's threads run one at
-a time under the GIL; at 64 clients a request waits for the 63 before it, so the 64-client overhead is mostly
-that queue. The one-client overhead is the cost of one request. Measured 2026-11-22 (bench/RESULTS.md): 68.8
-vs 437 requests/s, p50 858 vs 141 ms (overhead 718 ms), one client 43.4 vs 17.9 ms; zero errors.
+machine, where the model's forward dominates. Behind the gateway, each request also costs
+a few ms of Python (DRF, middleware, JSON; the token row is cached per process and the request-log row is
+written after the answer is sent) that the one process's threads run one at a time under the GIL; at 64 clients
+a request waits for the 63 before it, so the 64-client overhead is mostly that queue. The one-client overhead is
+the cost of one request. Measured 2026-11-22 (bench/RESULTS.md): 108 vs 276 requests/s, p50 520 vs 230 ms
+(overhead 290 ms), one client 32.0 vs 29.9 ms (overhead 2.1 ms); zero errors.
 ``--threads`` / ``--workers``: gunicorn's (64 / 1).
 ``--quick`` (the suite's smoke test): 8 clients, 2 s per phase. ``--tiny PATH`` serves an already built tiny model.
 """
