@@ -11,12 +11,8 @@ revoked or an app deactivated in another process (the portal) is refused by the 
 TOKEN_TTL_S. Unknown tokens are never cached (a guessing client cannot fill it).
 """
 
-import threading
-import time
 from datetime import timedelta
 
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
@@ -25,46 +21,21 @@ from rest_framework.permissions import BasePermission
 
 from llmops.auth import bearer
 from llmops.roles import RolePermission
+from registry_app.gateway.ttlcache import TtlCache
 from registry_app.models import CLIENT_TOKEN_PREFIX, ClientApp, ClientToken, hash_client_token
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 TOKEN_TTL_S = 5.0  # how long a process reuses a token row (revocations elsewhere show after it)
 MAX_TOKENS = 10_000
 
-_tokens: dict[str, tuple[float, ClientToken]] = {}
-_lock = threading.Lock()
-
-
-def forget_tokens(**_) -> None:
-    """Drop every cached token (a token or an application was saved or deleted in this process)."""
-    with _lock:
-        _tokens.clear()
-
-
-def _on_change(**_) -> None:
-    forget_tokens()
-    transaction.on_commit(forget_tokens)  # and again once the change is visible to other connections
-
-
-for _model in (ClientToken, ClientApp):
-    post_save.connect(_on_change, sender=_model, dispatch_uid=f"gateway-tokens-save-{_model.__name__}")
-    post_delete.connect(_on_change, sender=_model, dispatch_uid=f"gateway-tokens-delete-{_model.__name__}")
+_tokens = TtlCache("tokens", lambda: TOKEN_TTL_S, max_items=MAX_TOKENS)
+_tokens.follow(ClientToken, ClientApp)
 
 
 def token_of(raw: str) -> ClientToken | None:
     """The token row for a raw client token (with its app), from the cache when fresh; None when unknown."""
-    key, now = hash_client_token(raw), time.monotonic()
-    with _lock:
-        hit = _tokens.get(key)
-    if hit is not None and now - hit[0] < TOKEN_TTL_S:
-        return hit[1]
-    token = ClientToken.objects.select_related("app").filter(key_hash=key).first()
-    if token is not None:
-        with _lock:
-            if len(_tokens) >= MAX_TOKENS:
-                _tokens.clear()
-            _tokens[key] = (now, token)
-    return token
+    key = hash_client_token(raw)
+    return _tokens.get(key, lambda: ClientToken.objects.select_related("app").filter(key_hash=key).first())
 
 
 class ClientUser:

@@ -19,13 +19,9 @@ reaches the gateway's processes within a second. Unknown names are never cached.
 
 import hashlib
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
-
+from registry_app.gateway.ttlcache import TtlCache
 from registry_app.models import Alias, Deployment, DeploymentStatus, DeploymentVariant, ModelVersion
 from training_app.openai_api.errors import OpenAIError
 
@@ -103,39 +99,13 @@ class Table:
     running: bool = False
 
 
-_tables: dict[str, tuple[float, Table]] = {}
-_lock = threading.Lock()
-
-
-def forget_routes(**_) -> None:
-    """Drop every cached table (a version, deployment or variant was saved or deleted in this process)."""
-    with _lock:
-        _tables.clear()
-
-
-def _on_change(**_) -> None:
-    forget_routes()
-    transaction.on_commit(forget_routes)  # and again once the change is visible to other connections
-
-
-for _model in (ModelVersion, Deployment, DeploymentVariant):
-    post_save.connect(_on_change, sender=_model, dispatch_uid=f"gateway-routes-save-{_model.__name__}")
-    post_delete.connect(_on_change, sender=_model, dispatch_uid=f"gateway-routes-delete-{_model.__name__}")
+_tables = TtlCache("routes", lambda: ROUTE_TTL_S, max_items=MAX_TABLES)
+_tables.follow(ModelVersion, Deployment, DeploymentVariant)
 
 
 def table_of(model: str) -> Table:
     """The cached table for ``model`` (ROUTE_TTL_S), read from the database when missing or stale."""
-    now = time.monotonic()
-    with _lock:
-        hit = _tables.get(model)
-    if hit is not None and now - hit[0] < ROUTE_TTL_S:
-        return hit[1]
-    table = _read_table(model)
-    with _lock:
-        if len(_tables) >= MAX_TABLES:
-            _tables.clear()
-        _tables[model] = (now, table)
-    return table
+    return _tables.get(model, lambda: _read_table(model))
 
 
 def _read_table(model: str) -> Table:
