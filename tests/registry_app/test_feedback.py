@@ -65,7 +65,10 @@ def test_an_unsampled_answer_can_be_rated_within_the_window_and_not_after(produc
     assert Feedback.objects.filter(response_id=second).exists()
 
 
-def test_feedback_for_an_unknown_or_another_apps_response_is_a_404(answered):
+def test_feedback_for_an_unknown_or_another_apps_response_is_a_404(answered, monkeypatch):
+    from registry_app.gateway import feedback as module
+
+    monkeypatch.setattr(module, "ROW_WAIT_S", 0.05)  # no row is coming: do not wait the full 2 s for it
     client, response_id, _ = answered
     missing = feedback(client, response_id="chatcmpl-nope", rating="down")
     assert missing.status_code == 404 and error_of(missing)["param"] == "response_id"
@@ -90,6 +93,7 @@ def test_feedback_that_arrives_before_its_response_row_waits_for_it(app_token, m
 
     from django.db import connection
 
+    from registry_app.gateway import feedback as feedback_module
     from registry_app.gateway import views
 
     client = gateway(app_token[1])
@@ -109,6 +113,7 @@ def test_feedback_that_arrives_before_its_response_row_waits_for_it(app_token, m
     writer.start()
     given = feedback(client, response_id=body["id"], rating="down", correction="It ships Monday.")
     writer.join()
+    monkeypatch.setattr(feedback_module, "ROW_WAIT_S", 0.05)  # no row is coming for the next one
     assert given.status_code == 200 and given.json()["case"] == "created", given.json()
     never = feedback(client, response_id="chatcmpl-" + "0" * 24, rating="down")
     assert never.status_code == 404 and error_of(never)["param"] == "response_id"
