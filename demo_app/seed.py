@@ -28,6 +28,7 @@ cases one of CHAT_TAGS (recipe ``sources.cases.tags``). The language is in ``met
 a case's first tag, which a build takes as its category, stays the kind of failure).
 """
 
+import io
 import json
 import time
 import zlib
@@ -100,14 +101,9 @@ def case_specs() -> list[dict]:
     return specs
 
 
-class _Quiet:
-    def write(self, text: str) -> None:
-        pass
-
-
 def demo_seed(*, stdout=None) -> dict[str, int]:
     """Seed the workspace (what exists is kept); print what was created or found; return the workspace's counts."""
-    out = stdout or _Quiet()
+    out = stdout or io.StringIO()  # quiet unless the caller gives a stream
     _users(out)
     created, found = _cases(out)
     out.write(f"Error cases: {created} created, {found} already there.\n")

