@@ -1,6 +1,7 @@
 """The compression form, one per method: it carries only the fields that method takes (quantisation: backend and
 the INT4 group size; pruning: sparsity (not 2:4), then-INT8 and the recovery fine-tune; distillation: a student
-or the shape of a smaller copy of the teacher, alpha, temperature and its training), plus the source and the
+or the shape of a smaller copy of the teacher, alpha, temperature and its training; pruning's recovery may be
+taught by the source with the same alpha and temperature), plus the source and the
 evaluation set every method has. Types and the two plain ranges (sparsity in (0, 1), temperature above 0) are
 checked here; everything else (shapes, hardware, data) by ``compression_submit``, whose problems come back beside
 their fields. Help texts are the engine's CompressConfig field docs."""
@@ -13,14 +14,15 @@ from training_app.forms import ready_versions
 from workers.compress.config import BACKENDS, GROUP_SIZES, LABELS, PRUNE, QUANTIZE
 
 TRAINING = ("steps", "learning_rate", "dataset_version")
-PRUNING = ("sparsity", "then_int8", *TRAINING)
+TEACHER = ("recovery_teacher", "alpha", "temperature")
+PRUNING = ("sparsity", "then_int8", *TRAINING, *TEACHER)
 STUDENT = ("student", "student_layers", "student_hidden_size", "student_intermediate_size", "student_heads")
 METHOD_FIELDS: dict[str, tuple[str, ...]] = {
     "int8_dynamic": (),
     "int8_weight_only": ("backend",),
     "int4_weight_only": ("backend", "group_size"),
     "prune_magnitude": PRUNING,
-    "prune_2_4": ("then_int8", *TRAINING),
+    "prune_2_4": ("then_int8", *TRAINING, *TEACHER),
     "prune_heads": PRUNING,
     "prune_mlp": PRUNING,
     "distill": (*STUDENT, "alpha", "temperature", "then_int8", *TRAINING),
@@ -65,8 +67,14 @@ def _all_fields() -> dict[str, forms.Field]:
         "student_intermediate_size": forms.IntegerField(required=False, min_value=1,
                                                         label="Student intermediate size"),
         "student_heads": forms.IntegerField(required=False, min_value=1, label="Student heads"),
-        "alpha": forms.FloatField(help_text="Weight of the KL term: alpha · T² · KL + (1 − alpha) · cross-entropy."),
-        "temperature": forms.FloatField(help_text="Softmax temperature of teacher and student; above 0."),
+        "recovery_teacher": forms.BooleanField(
+            required=False, label="Source teaches the recovery",
+            help_text="During the recovery steps the unpruned source is the teacher (alpha, temperature below), "
+                      "not the labels alone: keeps more of its accuracy."),
+        "alpha": forms.FloatField(required=False, help_text="Weight of the KL term: alpha · T² · KL + (1 − alpha) · "
+                                                             "cross-entropy (empty: 0.5)."),
+        "temperature": forms.FloatField(required=False,
+                                        help_text="Softmax temperature of teacher and student; above 0 (empty: 2)."),
         # the method is the page's; a hidden field so that the service's problems about it have a place
         "method": forms.CharField(required=False, widget=forms.HiddenInput),
     }  # fmt: skip

@@ -52,6 +52,16 @@ def test_bad_settings_are_all_listed_at_once_and_nothing_is_queued(scientist, ba
     assert "must be one of" in problems["method"][0] and "set by the portal" in problems["model_path"][0]
 
 
+def test_the_source_teaches_only_a_recovery_that_trains(scientist, base):
+    for method, options in (("int8_dynamic", {}), ("prune_mlp", {"steps": 0})):
+        problems = _problems(
+            user=scientist, source=base, method=method, options={"recovery_teacher": True, **options}
+        )
+        assert problems["recovery_teacher"] == ["applies to pruning with recovery steps (steps ≥ 1)"]
+    problems = _problems(user=scientist, source=base, method="prune_mlp", options={"recovery_teacher": "yes"})
+    assert problems["recovery_teacher"] == ["must be true or false (got 'yes')"]
+
+
 def test_int4_is_refused_with_the_reason_when_the_workers_have_no_gpu(scientist, base, settings):
     settings.GPU_WORKERS_CUDA = False
     problems = _problems(user=scientist, source=base, method="int4_weight_only", options={"group_size": 32})

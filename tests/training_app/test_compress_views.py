@@ -116,11 +116,11 @@ def test_each_method_form_shows_only_the_settings_that_method_takes(world):
     expected = {
         "int8_dynamic": ({"source", "eval_dataset_version", "eval_split"}, {"backend", "sparsity", "steps"}),
         "int4_weight_only": ({"backend", "group_size"}, {"sparsity", "steps", "alpha"}),
-        "prune_magnitude": ({"sparsity", "then_int8", "steps", "learning_rate", "dataset_version"},
-                            {"backend", "temperature", "student"}),
-        "prune_2_4": ({"then_int8", "steps", "dataset_version"}, {"sparsity", "backend"}),
+        "prune_magnitude": ({"sparsity", "then_int8", "steps", "learning_rate", "dataset_version",
+                             "recovery_teacher", "alpha", "temperature"}, {"backend", "student"}),
+        "prune_2_4": ({"then_int8", "steps", "dataset_version", "recovery_teacher"}, {"sparsity", "backend"}),
         "distill": ({"student", "student_layers", "student_hidden_size", "alpha", "temperature", "steps"},
-                    {"sparsity", "backend", "group_size"}),
+                    {"sparsity", "backend", "group_size", "recovery_teacher"}),
     }  # fmt: skip
     for method, (shown, hidden) in expected.items():
         html = client.get(new_url(method)).content.decode()
@@ -171,6 +171,17 @@ def test_recovery_steps_without_a_training_set_are_refused_beside_the_dataset_fi
     response = world.client("Data Scientist").post(new_url("prune_mlp"), data)
     assert response.status_code == 400
     assert "dataset version is needed" in field_block(response.content.decode(), "dataset_version")
+
+
+def test_the_source_teaching_a_recovery_without_steps_is_refused_beside_its_field(world, base):
+    data = {"source": base.pk, "eval_split": "test", "sparsity": 0.5, "steps": 0, "learning_rate": 5e-5,
+            "recovery_teacher": "on"}  # fmt: skip
+    response = world.client("Data Scientist").post(new_url("prune_mlp"), data)
+    assert response.status_code == 400
+    assert "applies to pruning with recovery steps" in field_block(
+        response.content.decode(), "recovery_teacher"
+    )
+    assert not CompressionJob.objects.exists()
 
 
 def test_a_valid_int8_submit_queues_a_job_and_opens_its_page(world, base, version, broker):

@@ -109,6 +109,21 @@ def test_mlp_pruning_of_the_causal_lm_shrinks_it_and_it_still_generates(tiny_dir
     assert out.shape[1] > 1
 
 
+def test_the_unpruned_source_can_teach_the_recovery(tiny_bert_dir, tmp_path, data):
+    def losses(name, **teacher):
+        result = _run(tiny_bert_dir, tmp_path / name, "prune_mlp", "classification", sparsity=0.5, steps=10,
+                      batch_size=8, train_file=str(data / "labels.jsonl"), temperature=2.0, **teacher)  # fmt: skip
+        assert "_teacher" not in result.details  # the teacher is not part of the written result
+        return [loss for _, loss in result.train_losses]
+
+    labels_only = losses("labels")
+    # alpha 0: the source runs as the teacher but weighs nothing, so the losses are the labels-only run's
+    assert losses("alpha0", recovery_teacher=True, alpha=0.0) == labels_only
+    # alpha 1: the loss is the KL to the source's predictions alone
+    taught = losses("alpha1", recovery_teacher=True, alpha=1.0)
+    assert taught != labels_only and all(loss >= 0 for loss in taught)
+
+
 def test_distillation_into_a_narrow_copy_keeps_at_most_half_the_parameters(tiny_bert_dir, tmp_path, data):
     result = _run(tiny_bert_dir, tmp_path, "distill", "classification", student_hidden_size=32, steps=10,
                   batch_size=8, train_file=str(data / "labels.jsonl"), temperature=2.0, alpha=0.5)  # fmt: skip

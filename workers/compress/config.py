@@ -86,8 +86,13 @@ class CompressConfig:
     max_seq_len: int = 256
     seed: int = 0
     alpha: float = 0.5
-    """Distillation: loss = alpha * T² * KL(teacher ‖ student at temperature T) + (1 - alpha) * cross-entropy."""
+    """Distillation (and recovery_teacher): loss = alpha * T² * KL(teacher ‖ student at temperature T) +
+    (1 - alpha) * cross-entropy."""
     temperature: float = 2.0
+    recovery_teacher: bool = False
+    """Pruning with recovery steps: the unpruned source teaches the pruned model while it recovers (the loss above,
+    with alpha and temperature), instead of the labels alone. What Minitron and Sheared-LLaMA do after pruning: the
+    source's soft predictions carry how it generalises, which a short run on the labels does not recover."""
     student_path: str | None = None
     """Distillation into a smaller registered base (same tokenizer as the teacher)."""
     student_layers: int | None = None
@@ -161,8 +166,9 @@ def _check_types(c: CompressConfig):
     for name in _STRINGS:
         if not isinstance(getattr(c, name), str) or not getattr(c, name).strip():
             yield name, "is required"
-    if not isinstance(c.then_int8, bool):
-        yield "then_int8", f"must be true or false (got {c.then_int8!r})"
+    for name in ("then_int8", "recovery_teacher"):
+        if not isinstance(getattr(c, name), bool):
+            yield name, f"must be true or false (got {getattr(c, name)!r})"
     if c.labels is not None and (
         not isinstance(c.labels, list) or not c.labels or not all(isinstance(x, str) for x in c.labels)
     ):
@@ -201,6 +207,8 @@ def _check_training(c: CompressConfig):
         yield "steps", "distillation needs at least 1 training step"
     if isinstance(c.steps, int) and c.steps < 0:
         yield "steps", f"must be 0 or more (got {c.steps})"
+    if c.recovery_teacher is True and (c.method not in PRUNE or not isinstance(c.steps, int) or c.steps < 1):
+        yield "recovery_teacher", "applies to pruning with recovery steps (steps ≥ 1)"
     if c.trains and not c.train_file:
         yield "train_file", "a dataset version is needed to train on (recovery or distillation)"
     if _number(c.learning_rate) and c.learning_rate <= 0:

@@ -6,7 +6,8 @@ training ends the run as "cancelled", writing no model):
 1. load the source (the teacher) in float32 (bfloat16 on CUDA, as the generation engine loads it);
 2. compress: quantise (workers.compress.quantize), mask (prune: magnitude or 2:4), cut (structure: heads or MLP
    channels), or build the student (structure.make_student, or a smaller registered base);
-3. train, when asked: the recovery fine-tune after pruning (masks keep pruned weights at zero) or distillation
+3. train, when asked: the recovery fine-tune after pruning (masks keep pruned weights at zero; with
+   ``recovery_teacher`` a frozen copy of the unpruned source teaches it) or distillation
    (workers.compress.finetune);
 4. save: a Hugging Face folder, or, for quantisation and ``then_int8``, the quantised folder that
    ``load_model`` reloads. result.json beside it.
@@ -14,6 +15,7 @@ training ends the run as "cancelled", writing no model):
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -88,7 +90,10 @@ def compress(config: CompressConfig, report=no_report) -> CompressResult:
                             size_before=folder_size_bytes(config.model_path))  # fmt: skip
     if stage(0.05, f"loaded the source ({result.parameters_before:,} parameters)"):
         return _cancelled(result, out)
+    teacher = _recovery_teacher(config, model)
     model, masks = _apply(config, model, tokenizer, result)
+    if teacher is not None:
+        result.details["_teacher"] = teacher
     if config.trains:
         model = (
             None if stage(0.1, "training") else _train_stage(config, model, tokenizer, report, masks, result)
@@ -136,6 +141,15 @@ def _apply(config: CompressConfig, model, tokenizer, result: CompressResult):
     return model, masks
 
 
+def _recovery_teacher(config: CompressConfig, model):
+    """A frozen copy of the unpruned source, when it is to teach the recovery (``recovery_teacher``)."""
+    if not (config.recovery_teacher and config.method in PRUNE and config.steps > 0):
+        return None
+    teacher = copy.deepcopy(model).eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
 def _student(config: CompressConfig, teacher, tokenizer, result: CompressResult):
     from workers.compress import structure
 
@@ -175,8 +189,10 @@ def _load_student(config: CompressConfig, teacher):
 def _train_stage(config: CompressConfig, model, tokenizer, report, masks, result: CompressResult):
     """Recovery (the pruned model trains) or distillation (the student learns from ``model``); the trained model,
     or None when the report answered "stop". Training's progress fills 0.1-0.9 of the run's."""
-    teacher = model if config.method == "distill" else None
-    student = result.details.pop("_student") if teacher is not None else model
+    if config.method == "distill":
+        teacher, student = model, result.details.pop("_student")
+    else:
+        teacher, student = result.details.pop("_teacher", None), model
 
     def scaled(step=None, **metrics):
         if metrics.get("progress") is not None:
@@ -217,5 +233,6 @@ def _save(config: CompressConfig, model, tokenizer, model_dir: Path, result: Com
 def _cancelled(result: CompressResult, out: Path) -> CompressResult:
     result.status = "cancelled"
     result.details.pop("_student", None)
+    result.details.pop("_teacher", None)
     result.write(out)
     return result
