@@ -11,14 +11,14 @@ from django import forms
 from datasets_app.models import DatasetVersion, VersionStatus
 from registry_app.models import ModelVersion, VersionFormat, VersionSource
 from training_app.forms import ready_versions
-from workers.compress.config import BACKENDS, GROUP_SIZES, LABELS, PRUNE, QUANTIZE
+from workers.compress.config import ACTIVATION_SCALES, BACKENDS, GROUP_SIZES, LABELS, PRUNE, QUANTIZE
 
 TRAINING = ("steps", "learning_rate", "dataset_version")
 TEACHER = ("recovery_teacher", "alpha", "temperature")
 PRUNING = ("sparsity", "then_int8", *TRAINING, *TEACHER)
 STUDENT = ("student", "student_layers", "student_hidden_size", "student_intermediate_size", "student_heads")
 METHOD_FIELDS: dict[str, tuple[str, ...]] = {
-    "int8_dynamic": (),
+    "int8_dynamic": ("activation_scales",),
     "int8_weight_only": ("backend",),
     "int4_weight_only": ("backend", "group_size"),
     "prune_magnitude": PRUNING,
@@ -31,7 +31,8 @@ COMMON = ("source", "eval_dataset_version", "eval_split")
 # fields that are versions or the evaluation choice, not engine settings
 NOT_SETTINGS = ("source", "dataset_version", "student", "eval_dataset_version", "eval_split", "method")
 DEFAULTS = {"sparsity": 0.5, "steps": 0, "learning_rate": 5e-5, "alpha": 0.5, "temperature": 2.0,
-            "group_size": 128, "backend": "torchao", "eval_split": "test"}  # fmt: skip
+            "group_size": 128, "backend": "torchao", "eval_split": "test",
+            "activation_scales": "tensor"}  # fmt: skip
 
 
 def _all_fields() -> dict[str, forms.Field]:
@@ -43,6 +44,10 @@ def _all_fields() -> dict[str, forms.Field]:
             help_text="Source and result are both scored on it; empty: benchmark only."),
         "eval_split": forms.ChoiceField(choices=[(s, s) for s in ("test", "validation", "train")],
                                         label="Evaluation split"),
+        "activation_scales": forms.ChoiceField(
+            choices=[(c, c) for c in ACTIVATION_SCALES], required=False, label="Activation scales",
+            help_text="tensor: one scale per batch (fastest); token: one per token (more predictions equal to "
+                      "the source's, ~15% slower)."),
         "backend": forms.ChoiceField(choices=[(b, b) for b in BACKENDS],
                                      help_text="torchao, or bitsandbytes (CUDA only, when installed)."),
         "group_size": forms.TypedChoiceField(choices=[(g, g) for g in GROUP_SIZES], coerce=int, label="Group size",
@@ -129,7 +134,7 @@ class CompressForm(forms.Form):
         return {
             name: data[name]
             for name in self.fields
-            if name not in NOT_SETTINGS and data.get(name) is not None
+            if name not in NOT_SETTINGS and data.get(name) not in (None, "")
         }
 
     def submit_arguments(self) -> dict:

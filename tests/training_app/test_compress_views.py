@@ -114,7 +114,8 @@ def finished_job(base, dataset_version, method="int8_dynamic", then_int8=False, 
 def test_each_method_form_shows_only_the_settings_that_method_takes(world):
     client = world.client("Data Scientist")
     expected = {
-        "int8_dynamic": ({"source", "eval_dataset_version", "eval_split"}, {"backend", "sparsity", "steps"}),
+        "int8_dynamic": ({"source", "eval_dataset_version", "eval_split", "activation_scales"},
+                         {"backend", "sparsity", "steps"}),
         "int4_weight_only": ({"backend", "group_size"}, {"sparsity", "steps", "alpha"}),
         "prune_magnitude": ({"sparsity", "then_int8", "steps", "learning_rate", "dataset_version",
                              "recovery_teacher", "alpha", "temperature"}, {"backend", "student"}),
@@ -193,6 +194,13 @@ def test_a_valid_int8_submit_queues_a_job_and_opens_its_page(world, base, versio
     )
     assert job.status == JobStatus.QUEUED and job.method == "int8_dynamic" and job.config["device"] == "cpu"
     assert job.eval_dataset_version == version and job.source == base
+    assert job.config["activation_scales"] == "tensor"  # the field left empty: the engine's default
+
+
+def test_per_token_activation_scales_reach_the_jobs_config(world, base, version, broker):
+    data = {"source": base.pk, "eval_split": "test", "activation_scales": "token"}
+    world.client("Data Scientist").post(new_url("int8_dynamic"), data)
+    assert CompressionJob.objects.get().config["activation_scales"] == "token"
 
 
 def test_a_pm_reads_the_pages_but_cannot_submit_or_cancel(world, base, version):

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from workers.compress.config import CompressConfig, CompressError
+from workers.compress.config import CompressConfig, CompressError, ConfigError
 from workers.compress.load import load_model
 from workers.compress.quantize import check_runtime, has_int4_cpu_kernel, quantize_model, save_quantized
 from workers.generate.loading import folder_size_bytes
@@ -48,21 +48,23 @@ CASES = [
     (task, method)
     for task in ("causal_lm", "classification")
     for method in ("int8_dynamic", "int8_weight_only")
-]
+] + [("classification", "int8_dynamic:token")]  # one activation scale per token (workers.compress.pertoken)
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{t}-{m}" for t, m in CASES])
 def saved(request, tmp_path_factory):
     """(task, source folder, saved folder, fp32 logits, quantised logits before saving, details)."""
     task, method = request.param
+    method, _, scales = method.partition(":")
     torch.set_num_threads(1)
     source = _source(request, task)
-    out = tmp_path_factory.mktemp(f"{task}-{method}") / "model"
+    out = tmp_path_factory.mktemp(f"{task}-{method}-{scales}") / "model"
     model, tokenizer = load_model(source, task, device="cpu")
     before = _logits(model, tokenizer)
-    details = quantize_model(model, _config(method, task, out.parent))
+    config = _config(method, task, out.parent, activation_scales=scales or "tensor")
+    details = quantize_model(model, config)
     after = _logits(model, tokenizer)
-    save_quantized(model, tokenizer, out, _config(method, task, out.parent), details, source)
+    save_quantized(model, tokenizer, out, config, details, source)
     return task, source, out, before, after, details
 
 
@@ -98,6 +100,48 @@ def test_the_folder_is_safetensors_only_and_describes_its_quantisation(saved):
     assert "embedding_int8_rows" in kinds
     assert kinds & {"int8_dynamic", "torchao"}
     assert details["quantized_linear"] == len(details["modules"]) > 0
+    scales = {
+        meta.get("activation_scales")
+        for meta in manifest["modules"].values()
+        if meta["kind"] == "int8_dynamic"
+    }
+    assert scales <= {details.get("activation_scales")}
+
+
+def test_per_token_scales_keep_ordinary_tokens_precise_beside_an_outlier_token():
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    from workers.compress.pertoken import TokenScaledLinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    linear.qconfig = per_channel_dynamic_qconfig
+    x = torch.randn(12, 64)
+    x[0] *= 100  # a [CLS]-like row a hundred times larger than the others
+    with torch.no_grad():
+        exact = linear(x)
+        per_batch = (DynamicLinear.from_float(linear)(x) - exact)[1:].abs().max()
+        per_token = TokenScaledLinear.from_linear(linear)(x) - exact
+    assert per_token[1:].abs().max() < per_batch / 10
+    assert per_token[0].abs().max() < 0.02 * exact[0].abs().max()  # the outlier row itself stays right too
+
+
+def test_activation_scales_are_checked():
+    with pytest.raises(ConfigError) as caught:
+        CompressConfig(
+            method="prune_mlp", model_path="m", output_dir="o", activation_scales="token"
+        ).validate()
+    assert caught.value.problems["activation_scales"] == [
+        "applies to INT8 dynamic quantisation (the method, or then INT8)"
+    ]
+    with pytest.raises(ConfigError, match="must be one of tensor, token"):
+        CompressConfig(
+            method="int8_dynamic", model_path="m", output_dir="o", activation_scales="row"
+        ).validate()
+    CompressConfig(
+        method="prune_mlp", model_path="m", output_dir="o", activation_scales="token", then_int8=True
+    ).validate()
 
 
 def test_the_classification_head_stays_in_float_and_says_why(tiny_bert_dir, tmp_path):

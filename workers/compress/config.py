@@ -27,6 +27,7 @@ TASKS = ("causal_lm", "classification")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("torchao", "bitsandbytes")
 GROUP_SIZES = (32, 64, 128, 256)
+ACTIVATION_SCALES = ("tensor", "token")
 STUDENT_SHAPE = ("student_layers", "student_hidden_size", "student_intermediate_size", "student_heads")
 
 LABELS = {
@@ -70,6 +71,10 @@ class CompressConfig:
     (prune_mlp) removed, in (0, 1). 2:4 is always 0.5."""
     then_int8: bool = False
     """After pruning or distillation, quantise the result with INT8 dynamic (CPU serving): "pruned + INT8"."""
+    activation_scales: str = "tensor"
+    """INT8 dynamic (the method or then_int8): one activation scale per batch ("tensor", fbgemm's kernel as it
+    is: fastest) or per token ("token": keeps more predictions equal to the source's, ~15% slower; see
+    workers.compress.pertoken)."""
     train_file: str | None = None
     """JSONL in the training engine's format for ``task`` ("chat" / "instruction" rows for causal LMs,
     {"text", "label"} for classifiers): recovery fine-tune after pruning, the distillation set."""
@@ -147,7 +152,7 @@ class CompressConfig:
 _INTS = ("group_size", "steps", "batch_size", "max_seq_len", "seed")
 _FLOATS = ("sparsity", "learning_rate", "alpha", "temperature")
 _OPTIONAL_INTS = STUDENT_SHAPE
-_STRINGS = ("method", "model_path", "output_dir", "task", "device", "backend")
+_STRINGS = ("method", "model_path", "output_dir", "task", "device", "backend", "activation_scales")
 
 
 def _check_types(c: CompressConfig):
@@ -196,6 +201,13 @@ def _check_method(c: CompressConfig):
         yield "sparsity", "2:4 pruning keeps 2 of every 4 weights: its sparsity is always 0.5"
     if c.then_int8 and c.method in QUANTIZE:
         yield "then_int8", "applies after pruning or distillation, not after quantisation"
+    if c.activation_scales not in ACTIVATION_SCALES:
+        yield (
+            "activation_scales",
+            f"must be one of {', '.join(ACTIVATION_SCALES)} (got {c.activation_scales!r})",
+        )
+    elif c.activation_scales != "tensor" and c.method != "int8_dynamic" and not c.then_int8:
+        yield "activation_scales", "applies to INT8 dynamic quantisation (the method, or then INT8)"
     if c.method == "int8_dynamic" and c.device == "cuda":
         yield "device", "INT8 dynamic quantisation is for CPU serving; use int8_weight_only on a GPU"
 

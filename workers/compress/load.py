@@ -195,15 +195,18 @@ def _quantized_key(key: str, modules: dict) -> bool:
 def _restore_dynamic(model: nn.Module, name: str, meta: dict, take) -> None:
     import warnings
 
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+    from workers.compress.pertoken import SCALES, dynamic_linear_class
 
+    scales = meta.get("activation_scales", "tensor")  # folders written before per-token scales have none
+    if scales not in SCALES:
+        raise ValueError(f"module {name} has unknown activation_scales {scales!r}")
     qweight = torch._make_per_channel_quantized_tensor(
         take(f"{name}.weight_int8"), take(f"{name}.weight_scale"), take(f"{name}.weight_zero_point"), 0
     )
     bias = take(f"{name}.bias") if meta.get("bias") else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        module = DynamicLinear(
+        module = dynamic_linear_class(scales)(
             meta["in_features"], meta["out_features"], bias_=bias is not None, dtype=torch.qint8
         )
         module.set_weight_bias(qweight, bias)

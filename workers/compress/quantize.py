@@ -7,7 +7,8 @@
 What is quantised and why:
 
 - Every ``nn.Linear`` of the transformer. INT8 dynamic uses PyTorch's ``torch.ao`` dynamic Linear with
-  per-output-channel symmetric int8 weights (activations quantised per batch at run time, fbgemm / x86 kernels);
+  per-output-channel symmetric int8 weights (activations quantised per batch at run time, fbgemm / x86 kernels;
+  ``activation_scales="token"`` scales each token's row first, workers.compress.pertoken, for accuracy);
   torchao's Int8DynamicActivationInt8WeightConfig was measured 30x slower than fp32 on this CPU, so it is not
   used. INT8 weight-only is torchao ``Int8WeightOnlyConfig`` (per-row int8, bf16/fp32 activations: a GPU
   serving format; valid but slower than fp32 on CPU). INT4 weight-only is torchao ``Int4WeightOnlyConfig``
@@ -160,10 +161,11 @@ def quantize_model(model: nn.Module, config: CompressConfig, method: str | None 
                "modules": linears, "quantized_linear": len(linears), "embeddings_int8": embeddings,
                "left_in_float": left, "tied_output": tied}  # fmt: skip
     if method == "int8_dynamic":
-        _dynamic_int8(model, linears)
+        _dynamic_int8(model, linears, config.activation_scales)
         details["kernel"] = (
             f"torch.ao dynamic int8, per-channel weights, engine {torch.backends.quantized.engine}"
         )
+        details["activation_scales"] = config.activation_scales
         details["engine"] = torch.backends.quantized.engine
     elif bnb:
         _bitsandbytes(model, linears, method)
@@ -235,15 +237,22 @@ def _quiet():
         yield
 
 
-def _dynamic_int8(model: nn.Module, names: list[str]) -> None:
+def _dynamic_int8(model: nn.Module, names: list[str], scales: str = "tensor") -> None:
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization import per_channel_dynamic_qconfig
+
+    from workers.compress.pertoken import TokenScaledLinear
 
     with _quiet():
         for name in names:
             module = model.get_submodule(name)
             module.qconfig = per_channel_dynamic_qconfig
-            model.set_submodule(name, DynamicLinear.from_float(module))
+            quantized = (
+                TokenScaledLinear.from_linear(module)
+                if scales == "token"
+                else DynamicLinear.from_float(module)
+            )
+            model.set_submodule(name, quantized)
 
 
 def _torchao(model: nn.Module, names: list[str], method: str, group_size: int) -> str:
@@ -316,7 +325,8 @@ def _quantized_parts(model: nn.Module):
             if bias is not None:
                 tensors[f"{name}.bias"] = bias
             modules[name] = {"kind": "int8_dynamic", "in_features": module.in_features,
-                             "out_features": module.out_features, "bias": bias is not None}  # fmt: skip
+                             "out_features": module.out_features, "bias": bias is not None,
+                             "activation_scales": _scales(module)}  # fmt: skip
             skip.add(name + ".")
         elif isinstance(module, nn.Linear) and _is_torchao(module.weight):
             weight = module.weight
@@ -333,6 +343,12 @@ def _quantized_parts(model: nn.Module):
             modules[name] = {"kind": "embedding_int8_rows"}
             skip.add(f"{name}.weight")
     return tensors, modules, skip
+
+
+def _scales(module) -> str:
+    from workers.compress.pertoken import TokenScaledLinear
+
+    return "token" if isinstance(module, TokenScaledLinear) else "tensor"
 
 
 def _plain_tensors(model: nn.Module, skip: set[str], tied: str | None) -> dict[str, torch.Tensor]:
