@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CLASSIFIER_METHODS = ["int8_dynamic", "prune_mlp", "prune_heads", "prune_mlp+int8", "distill"]
+CLASSIFIER_METHODS = [
+    "int8_dynamic",
+    "int8_dynamic_token",
+    "prune_mlp",
+    "prune_heads",
+    "prune_mlp+int8",
+    "distill",
+]
 LM_METHODS = ["int8_dynamic", "prune_mlp", "prune_magnitude"]
 FIELDS = {"size_ratio", "parameter_ratio", "latency_speedup", "latency_speedup_b1", "quality_delta", "agreement",
           "target", "met"}  # fmt: skip
@@ -40,6 +47,7 @@ def test_the_quick_compression_benchmark_prints_one_line_per_method_and_the_summ
     assert int8["size_ratio"] < 0.5  # int8 weights and embeddings: well under half the float32 folder
     assert int8["target"] == {"latency_speedup_min": 2.0, "agreement_min": 0.99}
     assert int8["met"] == (int8["latency_speedup"] >= 2.0 and int8["agreement"] >= 0.99)
+    assert by_method["tiny_bert", "int8_dynamic_token"]["target"] == int8["target"]
     assert by_method["tiny_bert", "prune_mlp"]["parameter_ratio"] < 1  # the tensors really shrank
     assert by_method["tiny_bert", "distill"]["parameter_ratio"] <= 0.5  # a half-width student
     assert by_method["tiny", "prune_magnitude"]["parameter_ratio"] == 1  # unstructured: zeros, same shapes
