@@ -16,10 +16,11 @@ set-up and learning-rate schedule (``make_optimizer``, ``lr_lambda``) and ``eval
 The loss of one step, mean over its targets (answer tokens of a causal LM, examples of a classifier):
 
 - no teacher (recovery on the labels): cross-entropy;
-- a teacher (distillation, Hinton et al.; or a recovery taught by the unpruned source, ``recovery_teacher``): ``alpha * T² * KL(softmax(teacher/T) ‖ softmax(student/T)) +
-  (1 - alpha) * CE``, per answer token for causal LMs (so the vocabularies must be the same size) and over the
-  class logits for classifiers (so the label counts must match). The teacher runs in eval mode under
-  no_grad; it runs even at alpha = 0, so that setting gives exactly the recovery run's losses (a test holds it).
+- a teacher (distillation, Hinton et al.; or a recovery taught by the unpruned source, ``recovery_teacher``):
+  ``alpha * T² * KL(softmax(teacher/T) ‖ softmax(student/T)) + (1 - alpha) * CE``, per answer token for
+  causal LMs (so the vocabularies must be the same size) and over the class logits for classifiers (so the
+  label counts must match). The teacher runs in eval mode under no_grad; it runs even at alpha = 0, so that
+  setting gives exactly the recovery run's losses (a test holds it).
 
 Optimisation: AdamW (weight decay 0.01 on matrices, 0 when ``masks`` are given), linear warm-up over the first
 5% of the steps then linear decay to 0, gradients clipped to norm 1.0, one micro-batch of ``batch_size`` per
