@@ -1,7 +1,9 @@
 """scripts/services.py: what `make test` and the benchmarks use to start and stop PostgreSQL and Redis."""
 
+import importlib.util
 import subprocess
 import sys
+import time
 
 import psutil
 
@@ -55,3 +57,27 @@ def test_services_start_for_the_command_and_stop_by_pid_even_when_it_fails():
     listening = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
     assert port_pg not in listening and port_redis not in listening
     assert servers_on({port_pg, port_redis}) == []
+
+
+def test_stopping_the_portal_also_kills_what_an_exited_leader_left_in_its_group(tmp_path):
+    """scripts/run.py's stop_all: the leader exits on SIGTERM, its child ignores SIGTERM; nothing may survive."""
+    spec = importlib.util.spec_from_file_location("portal_run", ROOT / "scripts" / "run.py")
+    portal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(portal)
+    pid_file = tmp_path / "child.pid"
+    child = (  # writes its pid only once it ignores SIGTERM
+        "import os, pathlib, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(300)"
+    )
+    leader = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(300)"
+    )
+    proc = portal.spawn([sys.executable, "-c", leader], env={"PATH": "/usr/bin:/bin"})
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    orphan = psutil.Process(int(pid_file.read_text()))
+    portal.stop_all([proc])
+    assert proc.returncode is not None
+    orphan.wait(timeout=10)  # raises psutil.TimeoutExpired if it survived
+    assert not psutil.pid_exists(orphan.pid) or orphan.status() == psutil.STATUS_ZOMBIE
