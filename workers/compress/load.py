@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from workers.compress.config import QUANTIZE, TASKS, CompressError
+from workers.compress.config import ACTIVATION_SCALES, QUANTIZE, TASKS, CompressError
 from workers.compress.quantize import (  # the writer's format constants: the two cannot drift
     FORMAT_VERSION,
     QUANT_FILE,
@@ -195,10 +195,10 @@ def _quantized_key(key: str, modules: dict) -> bool:
 def _restore_dynamic(model: nn.Module, name: str, meta: dict, take) -> None:
     import warnings
 
-    from workers.compress.pertoken import SCALES, dynamic_linear_class
+    from workers.compress.pertoken import dynamic_linear_class
 
     scales = meta.get("activation_scales", "tensor")  # folders written before per-token scales have none
-    if scales not in SCALES:
+    if scales not in ACTIVATION_SCALES:
         raise ValueError(f"module {name} has unknown activation_scales {scales!r}")
     qweight = torch._make_per_channel_quantized_tensor(
         take(f"{name}.weight_int8"), take(f"{name}.weight_scale"), take(f"{name}.weight_zero_point"), 0

@@ -21,13 +21,12 @@ from __future__ import annotations
 import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-SCALES = ("tensor", "token")
-
 
 class TokenScaledLinear(DynamicLinear):
     """A dynamic int8 Linear whose activations are scaled per token (row); weights per output channel."""
 
     _FLOAT_MODULE = torch.nn.Linear
+    activation_scales = "token"  # what quantization.json records for the module (DynamicLinear: "tensor")
 
     def __init__(self, in_features: int, out_features: int, bias_: bool = True, dtype=torch.qint8):
         super().__init__(in_features, out_features, bias_=False, dtype=dtype)
@@ -52,13 +51,14 @@ class TokenScaledLinear(DynamicLinear):
         return "TokenScaledDynamicQuantizedLinear"
 
     @classmethod
-    def from_linear(cls, linear: torch.nn.Linear) -> TokenScaledLinear:
-        """From a float Linear whose ``qconfig`` is set (as torch.ao's from_float expects)."""
-        plain = DynamicLinear.from_float(linear)
-        module = cls(linear.in_features, linear.out_features)
-        module.set_weight_bias(plain.weight(), linear.bias)
+    def from_float(cls, mod: torch.nn.Linear, use_precomputed_fake_quant: bool = False) -> TokenScaledLinear:
+        """From a float Linear whose ``qconfig`` is set, as torch.ao's DynamicLinear.from_float."""
+        plain = DynamicLinear.from_float(mod, use_precomputed_fake_quant)
+        module = cls(mod.in_features, mod.out_features)
+        module.set_weight_bias(plain.weight(), mod.bias)
         return module
 
 
-def dynamic_linear_class(scales: str):
+def dynamic_linear_class(scales: str) -> type[DynamicLinear]:
+    """The dynamic Linear for an ``activation_scales`` value ("tensor" or "token")."""
     return TokenScaledLinear if scales == "token" else DynamicLinear

@@ -238,21 +238,16 @@ def _quiet():
 
 
 def _dynamic_int8(model: nn.Module, names: list[str], scales: str = "tensor") -> None:
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
-    from workers.compress.pertoken import TokenScaledLinear
+    from workers.compress.pertoken import dynamic_linear_class
 
+    kind = dynamic_linear_class(scales)
     with _quiet():
         for name in names:
             module = model.get_submodule(name)
             module.qconfig = per_channel_dynamic_qconfig
-            quantized = (
-                TokenScaledLinear.from_linear(module)
-                if scales == "token"
-                else DynamicLinear.from_float(module)
-            )
-            model.set_submodule(name, quantized)
+            model.set_submodule(name, kind.from_float(module))
 
 
 def _torchao(model: nn.Module, names: list[str], method: str, group_size: int) -> str:
@@ -326,7 +321,7 @@ def _quantized_parts(model: nn.Module):
                 tensors[f"{name}.bias"] = bias
             modules[name] = {"kind": "int8_dynamic", "in_features": module.in_features,
                              "out_features": module.out_features, "bias": bias is not None,
-                             "activation_scales": _scales(module)}  # fmt: skip
+                             "activation_scales": getattr(module, "activation_scales", "tensor")}  # fmt: skip
             skip.add(name + ".")
         elif isinstance(module, nn.Linear) and _is_torchao(module.weight):
             weight = module.weight
@@ -343,12 +338,6 @@ def _quantized_parts(model: nn.Module):
             modules[name] = {"kind": "embedding_int8_rows"}
             skip.add(f"{name}.weight")
     return tensors, modules, skip
-
-
-def _scales(module) -> str:
-    from workers.compress.pertoken import TokenScaledLinear
-
-    return "token" if isinstance(module, TokenScaledLinear) else "tensor"
 
 
 def _plain_tensors(model: nn.Module, skip: set[str], tied: str | None) -> dict[str, torch.Tensor]:

@@ -90,14 +90,11 @@ def compress(config: CompressConfig, report=no_report) -> CompressResult:
                             size_before=folder_size_bytes(config.model_path))  # fmt: skip
     if stage(0.05, f"loaded the source ({result.parameters_before:,} parameters)"):
         return _cancelled(result, out)
-    teacher = _recovery_teacher(config, model)
+    teacher = _recovery_teacher(config, model)  # copied before pruning cuts the model
     model, masks = _apply(config, model, tokenizer, result)
-    if teacher is not None:
-        result.details["_teacher"] = teacher
     if config.trains:
-        model = (
-            None if stage(0.1, "training") else _train_stage(config, model, tokenizer, report, masks, result)
-        )
+        model = None if stage(0.1, "training") else _train_stage(config, model, tokenizer, report, masks, result,
+                                                                   teacher)  # fmt: skip
         if model is None:
             return _cancelled(result, out)
     if masks is not None:
@@ -186,13 +183,16 @@ def _load_student(config: CompressConfig, teacher):
         raise CompressError(f"cannot load the student {config.student_path}: {e}") from None
 
 
-def _train_stage(config: CompressConfig, model, tokenizer, report, masks, result: CompressResult):
-    """Recovery (the pruned model trains) or distillation (the student learns from ``model``); the trained model,
-    or None when the report answered "stop". Training's progress fills 0.1-0.9 of the run's."""
+def _train_stage(
+    config: CompressConfig, model, tokenizer, report, masks, result: CompressResult, teacher=None
+):
+    """Recovery (the pruned model trains, taught by ``teacher`` when one is given) or distillation (the student
+    learns from ``model``); the trained model, or None when the report answered "stop". Training's progress fills
+    0.1-0.9 of the run's."""
     if config.method == "distill":
         teacher, student = model, result.details.pop("_student")
     else:
-        teacher, student = result.details.pop("_teacher", None), model
+        student = model
 
     def scaled(step=None, **metrics):
         if metrics.get("progress") is not None:
@@ -233,6 +233,5 @@ def _save(config: CompressConfig, model, tokenizer, model_dir: Path, result: Com
 def _cancelled(result: CompressResult, out: Path) -> CompressResult:
     result.status = "cancelled"
     result.details.pop("_student", None)
-    result.details.pop("_teacher", None)
     result.write(out)
     return result
