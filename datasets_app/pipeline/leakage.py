@@ -26,7 +26,7 @@ from datasets_app.pipeline.near import (
     band_keys,
     exact_id,
     keyed_texts,
-    signatures,
+    many_signatures,
     similar,
     sketch,
 )
@@ -40,9 +40,10 @@ Signatures = Callable[[np.ndarray], np.ndarray]  # row positions (sorted, unique
 class NearIndex:
     """A reference set of rows (exact ids and prepared near-duplicate texts) in which other rows are looked up."""
 
-    def __init__(self, ids: np.ndarray, texts: list[str], threshold: float):
+    def __init__(self, ids: np.ndarray, texts: list[str], threshold: float, fork_min: int = 0):
+        """`fork_min`: see near.many_signatures."""
         self.threshold = threshold
-        self.sigs = signatures(texts)
+        self.sigs = many_signatures(texts, fork_min)
         self.id_order = np.argsort(ids, kind="stable")
         self.sorted_ids = np.asarray(ids, dtype=np.uint64)[self.id_order]
         keys = band_keys(sketch(texts), threshold)
@@ -80,7 +81,7 @@ class NearIndex:
     def match_texts(self, ids: np.ndarray, texts: list[str]):
         """`match` for rows whose prepared texts are at hand."""
         bands = band_keys(sketch(texts), self.threshold)
-        return self.match(ids, bands, lambda rows: signatures([texts[r] for r in rows.tolist()]))
+        return self.match(ids, bands, lambda rows: many_signatures([texts[r] for r in rows.tolist()]))
 
     def _candidates(self, bands: np.ndarray, open_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, reference) pairs sharing a band key, sorted, for the rows still open."""

@@ -49,6 +49,7 @@ import numpy as np
 
 from datasets_app.dedup import _CODE_POINT_BITS, _GOLDEN, NUM_PERM, SEED, SHINGLE_SIZE, _fmix32, _permutations
 from datasets_app.dedup import normalise as dedup_normalise
+from datasets_app.pipeline.forked import Forked
 from datasets_app.pipeline.recipe import DedupStep
 from datasets_app.pipeline.types import Example, StepStats
 
@@ -59,6 +60,7 @@ MIN_SPLIT = 512  # a batch is halved between the threads when each half has at l
 WINDOW = 6
 COMPACT_PAIRS = 8_000_000  # candidate pairs held before duplicates across bands are merged (64 MB)
 CHUNK_SHINGLES = 4096  # shingles hashed at once: a 128 × 4096 uint32 block (2 MB) stays in cache
+FORK_MIN = 16_384  # texts from which a build's `many_signatures` signs half of them in a forked child
 KEEP, EXACT, NEAR = 0, 1, 2
 REASONS = {EXACT: "exact_duplicate", NEAR: "near_duplicate"}
 _EMPTY = np.iinfo(np.uint32).max
@@ -135,6 +137,27 @@ def signatures(prepared: list[str]) -> np.ndarray:
         m += b
         out[rows_arr[first:last]] = np.minimum.reduceat(m, starts[first:last] - lo, axis=1).T
         first = last
+    return out
+
+
+def many_signatures(prepared: list[str], fork_min: int = 0) -> np.ndarray:
+    """`signatures` of any number of texts, BATCH at a time (so each batch's 3-gram arrays stay small). With
+    `fork_min` > 0, from that many texts up a forked child (forked.py) signs the first half on the other core while
+    this process signs the second (numpy holds the GIL for much of the work: two threads gained only ~20%). Only a
+    build forks (its worker process runs no other threads then); a web request never does."""
+    if not fork_min or len(prepared) < max(fork_min, 2):
+        return _signed_in_batches(prepared)
+    _permutations(NUM_PERM, SEED)  # made (importing datasketch: ~0.8 s) once, before the child copies this process
+    half = len(prepared) // 2
+    with Forked(lambda: _signed_in_batches(prepared[:half])) as first:
+        second = _signed_in_batches(prepared[half:])
+        return np.concatenate([first.result(), second])
+
+
+def _signed_in_batches(prepared: list[str]) -> np.ndarray:
+    out = np.empty((len(prepared), NUM_PERM), dtype=np.uint32)
+    for lo in range(0, len(prepared), BATCH):
+        out[lo : lo + BATCH] = signatures(prepared[lo : lo + BATCH])
     return out
 
 
@@ -437,11 +460,7 @@ class Dedup:
 
     def signatures(self, rows: np.ndarray) -> np.ndarray:
         """The MinHash signatures of `rows` (sorted, unique collect indexes), computed from the text spool."""
-        texts = self.texts(rows)
-        out = np.empty((len(rows), NUM_PERM), dtype=np.uint32)
-        for lo in range(0, len(rows), BATCH):  # batches small enough for the 3-gram arrays to stay in cache
-            out[lo : lo + BATCH] = signatures(texts[lo : lo + BATCH])
-        return out
+        return many_signatures(self.texts(rows), FORK_MIN)
 
     def decide(self) -> Decision:
         ids = self.all_ids()

@@ -43,7 +43,7 @@ from datasets_app.pipeline.augment import KINDS, Augmenter, Translate
 from datasets_app.pipeline.filters import Filter
 from datasets_app.pipeline.integrity import Integrity
 from datasets_app.pipeline.leakage import LeakReport, NearIndex, ids_and_texts
-from datasets_app.pipeline.near import EXACT, KEEP, NEAR, REASONS, Decision, Dedup, keyed_texts
+from datasets_app.pipeline.near import EXACT, FORK_MIN, KEEP, NEAR, REASONS, Decision, Dedup, keyed_texts
 from datasets_app.pipeline.normalise import Normalise
 from datasets_app.pipeline.recipe import Recipe
 from datasets_app.pipeline.sensitive import Sensitive
@@ -406,7 +406,7 @@ class _Build:
         if pinned:
             index = NearIndex(*ids_and_texts(pinned), threshold)
         else:
-            index = NearIndex(self.dedup.all_ids()[test], self.dedup.texts(test), threshold)
+            index = NearIndex(self.dedup.all_ids()[test], self.dedup.texts(test), threshold, FORK_MIN)
         report = LeakReport(index)
         train_like = np.flatnonzero((split_code == TRAIN) | (split_code == VALIDATION))
         for lo in range(0, len(train_like), CHUNK):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from datasets_app.dedup import _fmix32, normalise, shingle_hash, shingles, signature
+from datasets_app.pipeline import near
 from datasets_app.pipeline.near import (
     EXACT,
     KEEP,
@@ -14,6 +15,7 @@ from datasets_app.pipeline.near import (
     _shingle_hashes,
     clusters,
     keyed_texts,
+    many_signatures,
     prepare,
     signatures,
     sketch,
@@ -73,6 +75,15 @@ def test_it_computes_the_same_signatures_as_the_error_notebook_a_batch_at_a_time
     assert batch.shape == (len(texts), 128)
     for row, text in zip(batch, texts, strict=True):
         assert np.array_equal(row, signature(text)), text[:20]
+
+
+def test_many_signatures_equal_one_batchs_whether_a_forked_child_signs_half_or_not():
+    texts = prepare([EN, ZH, "", "a", "使用 Python 写代码", EN + ZH] * 700)  # 4,200: past one BATCH of 4,096
+    one = signatures(texts)
+
+    assert np.array_equal(many_signatures(texts), one)
+    assert np.array_equal(many_signatures(texts, fork_min=10), one)  # the first 2,100 signed in a child
+    assert np.array_equal(many_signatures(texts[:1], fork_min=1), one[:1])  # one text: nothing to share
 
 
 def test_it_sketches_jaccard_similarity_without_bias_for_finding_candidates():
@@ -171,7 +182,7 @@ def test_it_joins_chains_of_near_duplicates_into_one_cluster():
     assert label.tolist() == [0, 1, 0, 3, 3, 3]
 
 
-def test_it_finds_at_least_nine_in_ten_injected_near_duplicates(tmp_path):
+def test_it_finds_at_least_nine_in_ten_injected_near_duplicates(tmp_path, monkeypatch):
     rng, words = random.Random(7), [f"w{i}{'abcdefgh'[i % 8]}" for i in range(5000)]
     han = [chr(0x4E00 + i) for i in range(3000)]
 
@@ -190,7 +201,9 @@ def test_it_finds_at_least_nine_in_ten_injected_near_duplicates(tmp_path):
         else:
             made.append(original())
             rows.append(chat(*made[-1], i))
-    verdict, _, _ = dedup(rows, tmp_path)
+    verdict, group, _ = dedup(rows, tmp_path)
+    monkeypatch.setattr(near, "FORK_MIN", 2)  # the doubtful pairs' signatures: half of them made in a child
+    assert all(map(np.array_equal, dedup(rows, tmp_path)[:2], (verdict, group)))
 
     injected = np.array(sorted(sources))
     recall = np.mean(verdict[injected] == NEAR)
