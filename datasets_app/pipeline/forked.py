@@ -58,6 +58,18 @@ class Forked:
         self.kill()
 
 
+def map_in_two(fn: Callable[[object], object], items: list) -> list:
+    """`[fn(item) for item in items]`, in order, with a forked child mapping the first half of the items while this
+    process maps the second: about twice as fast for CPU-bound work when a second core is free. The child's
+    results come back pickled (keep them compact: arrays, not millions of objects)."""
+    half = len(items) // 2
+    if not half:
+        return [fn(item) for item in items]
+    with Forked(lambda: [fn(item) for item in items[:half]]) as first:
+        second = [fn(item) for item in items[half:]]
+        return first.result() + second
+
+
 def fork_child(fn: Callable[[], None], close: tuple[int, ...] = ()) -> int:
     """Fork; the child closes the file descriptors `close` (the parent's ends of its pipes), runs `fn` and leaves
     with `os._exit` (status 1 when `fn` raised). Returns the child's pid."""

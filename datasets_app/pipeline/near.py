@@ -49,7 +49,7 @@ import numpy as np
 
 from datasets_app.dedup import _CODE_POINT_BITS, _GOLDEN, NUM_PERM, SEED, SHINGLE_SIZE, _fmix32, _permutations
 from datasets_app.dedup import normalise as dedup_normalise
-from datasets_app.pipeline.forked import Forked
+from datasets_app.pipeline.forked import map_in_two
 from datasets_app.pipeline.recipe import DedupStep
 from datasets_app.pipeline.types import Example, StepStats
 
@@ -142,23 +142,17 @@ def signatures(prepared: list[str]) -> np.ndarray:
 
 def many_signatures(prepared: list[str], fork_min: int = 0) -> np.ndarray:
     """`signatures` of any number of texts, BATCH at a time (so each batch's 3-gram arrays stay small). With
-    `fork_min` > 0, from that many texts up a forked child (forked.py) signs the first half on the other core while
-    this process signs the second (numpy holds the GIL for much of the work: two threads gained only ~20%). Only a
-    build forks (its worker process runs no other threads then); a web request never does."""
-    if not fork_min or len(prepared) < max(fork_min, 2):
-        return _signed_in_batches(prepared)
-    _permutations(NUM_PERM, SEED)  # made (importing datasketch: ~0.8 s) once, before the child copies this process
-    half = len(prepared) // 2
-    with Forked(lambda: _signed_in_batches(prepared[:half])) as first:
-        second = _signed_in_batches(prepared[half:])
-        return np.concatenate([first.result(), second])
-
-
-def _signed_in_batches(prepared: list[str]) -> np.ndarray:
-    out = np.empty((len(prepared), NUM_PERM), dtype=np.uint32)
-    for lo in range(0, len(prepared), BATCH):
-        out[lo : lo + BATCH] = signatures(prepared[lo : lo + BATCH])
-    return out
+    `fork_min` > 0, from that many texts up, a forked child signs the first half of the batches on the other core
+    (forked.map_in_two; numpy holds the GIL for much of the work: two threads gained only ~20%). Only a build
+    forks (its worker process runs no other threads then); a web request never does."""
+    batches = [prepared[lo : lo + BATCH] for lo in range(0, len(prepared), BATCH)]
+    if not batches:
+        return np.empty((0, NUM_PERM), dtype=np.uint32)
+    if not fork_min or len(prepared) < fork_min:
+        return np.concatenate([signatures(batch) for batch in batches])
+    # the permutations are made (importing datasketch: ~0.8 s) once, before the child copies this process
+    _permutations(NUM_PERM, SEED)
+    return np.concatenate(map_in_two(signatures, batches))
 
 
 def sketch(prepared: list[str]) -> np.ndarray:

@@ -41,6 +41,7 @@ import orjson
 from datasets_app.pii import SensitiveWords
 from datasets_app.pipeline.augment import KINDS, Augmenter, Translate
 from datasets_app.pipeline.filters import Filter
+from datasets_app.pipeline.forked import map_in_two
 from datasets_app.pipeline.integrity import Integrity
 from datasets_app.pipeline.leakage import LeakReport, NearIndex, ids_and_texts
 from datasets_app.pipeline.near import EXACT, FORK_MIN, KEEP, NEAR, REASONS, Decision, Dedup, keyed_texts
@@ -409,9 +410,12 @@ class _Build:
             index = NearIndex(self.dedup.all_ids()[test], self.dedup.texts(test), threshold, FORK_MIN)
         report = LeakReport(index)
         train_like = np.flatnonzero((split_code == TRAIN) | (split_code == VALIDATION))
-        for lo in range(0, len(train_like), CHUNK):
-            part = train_like[lo : lo + CHUNK]
-            report.add(*self._match(index, part), _LazyRefs(self.rows, part))
+        parts = [train_like[lo : lo + CHUNK] for lo in range(0, len(train_like), CHUNK)]
+        # each part is matched on its own: the first half of them in a forked child, on the other core
+        for part, (kind, ref) in zip(
+            parts, map_in_two(lambda rows: self._match(index, rows), parts), strict=True
+        ):
+            report.add(kind, ref, _LazyRefs(self.rows, part))
         return report.as_dict([e.ref for e in pinned] if pinned else _LazyRefs(self.rows, test))
 
 

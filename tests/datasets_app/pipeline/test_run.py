@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 
 from datasets_app.pii import SensitiveWords
+from datasets_app.pipeline import run
 from datasets_app.pipeline.recipe import Recipe
 from datasets_app.pipeline.run import run_pipeline
 from datasets_app.pipeline.types import BuildError, Example
@@ -98,7 +99,10 @@ def test_it_keeps_input_order_and_sets_groups_and_keys(tmp_path):
     assert all(len(e.key) == 64 and e.tokens > 0 for e in built)
 
 
-def test_it_shows_no_leakage_of_test_into_training_by_construction(tmp_path):
+@pytest.mark.parametrize("chunk", [None, 50])  # 50: eleven parts matched, five of them in a forked child
+def test_it_shows_no_leakage_of_test_into_training_by_construction(tmp_path, monkeypatch, chunk):
+    if chunk:
+        monkeypatch.setattr(run, "CHUNK", chunk)
     result = run_pipeline(rows(600), recipe(), spool_dir=tmp_path)
     test = sum(1 for e in result.examples if e.split == "test")
 
