@@ -142,12 +142,14 @@ def generate(request, endpoint: str):
 
 def after_sent(response, write):
     """Run ``write`` (the log row) when the server closes the response, after sending it: the client does not
-    wait for the INSERT. It runs before Django's own ``close()``, which may end the database connection."""
-    close = response.close
+    wait for the INSERT. It runs before Django's own ``close()``, which may end the database connection; once,
+    however often the response is closed (Django's test client and some WSGI wrappers close it twice)."""
+    close, pending = response.close, [write]
 
     def closing() -> None:
         try:
-            write()
+            if pending:
+                pending.pop()()
         except Exception:
             log.exception("gateway: the request log row could not be written")
         finally:

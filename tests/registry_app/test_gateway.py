@@ -7,10 +7,12 @@ from datetime import timedelta
 
 import openai
 import pytest
+from django.http import HttpResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
+from registry_app.gateway import views
 from registry_app.gateway.metrics import METRIC_NAMES
 from registry_app.gateway.requestlog import scrubbed
 from registry_app.models import Deployment, DeploymentVariant, ModelVersion, ServedResponse
@@ -233,6 +235,16 @@ def test_every_request_leaves_a_scrubbed_log_row_and_prometheus_counts(productio
     assert after == before + 1
     exposed = APIClient().get("/metrics").content.decode()
     assert all(name.removesuffix("_total") in exposed for name in METRIC_NAMES)
+
+
+def test_the_log_row_is_written_once_however_often_the_response_is_closed():
+    written = []
+    response = views.after_sent(HttpResponse("ok"), lambda: written.append("row"))
+
+    response.close()
+    response.close()  # Django's test client, and some WSGI wrappers, close a response twice
+
+    assert written == ["row"]
 
 
 def test_a_deployment_splits_by_weight_sticks_per_user_and_serves_production_once_stopped(
