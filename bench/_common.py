@@ -43,3 +43,21 @@ def django_on_postgres(*, redis: bool = False) -> Iterator[None]:
 
 def machine() -> str:
     return f"{os.cpu_count()} cores, python {platform.python_version()}"
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (from /proc/<pid>/task/*/children)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            pids += [p for child in task.read_text().split() for p in process_tree(int(child))]
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process (all its threads) has used, from /proc/<pid>/stat; 0 once gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()  # fields 3.. of proc(5)
+    except OSError:
+        return 0.0
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime

@@ -20,7 +20,6 @@ at 20k rows/s) says how far the work itself is from the target. The last line is
 """
 
 import argparse
-import contextlib
 import json
 import os
 import random
@@ -31,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import django_on_postgres, machine
+from _common import cpu_seconds, django_on_postgres, machine, process_tree
 
 CJK_FIRST, CJK_COUNT = 0x4E00, 3000  # the first 3,000 ideographs of the CJK block
 EN_WORDS = """order refund shipping delivery invoice warranty account password discount coupon address payment card
@@ -134,11 +133,7 @@ class TreePss:
 
 def _tree(pid: int) -> list[int]:
     """`pid` and its descendants running this Python (the forked children; not PostgreSQL or Redis)."""
-    pids = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            pids += [p for child in task.read_text().split() for p in _tree(int(child)) if _ours(p)]
-    return pids
+    return [p for p in process_tree(pid) if p == pid or _ours(p)]
 
 
 def _ours(pid: int) -> bool:
@@ -195,9 +190,7 @@ def cpu_now(backend: int) -> tuple[float, float, float]:
     """CPU seconds (user + system) used so far by this process, by its ended children (the build's forked step,
     signature and export processes; the file generator has ended before), and by the PostgreSQL backend."""
     me, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    stat = Path(f"/proc/{backend}/stat").read_text().rpartition(")")[2].split()  # fields 3.. of proc(5)
-    postgres = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-    return me.ru_utime + me.ru_stime, ended.ru_utime + ended.ru_stime, postgres
+    return me.ru_utime + me.ru_stime, ended.ru_utime + ended.ru_stime, cpu_seconds(backend)
 
 
 def recall(version, injected: set[int]) -> tuple[float, int]:

@@ -23,7 +23,9 @@ Phases, each printing one JSON line (requests, rps, p50_ms, p95_ms, errors):
 3. one client, both sides (``--seconds`` / 3 each): the overhead of one request alone, without queueing.
 
 Last line: {"bench": "serving", "rps", "p50_ms", "p95_ms" (the gateway's, 64 clients), "overhead_p50_ms" (gateway
-p50 minus in-process p50 at the same concurrency), "errors" (both sides), "one_client": {...}, ...}. Target
+p50 minus in-process p50 at the same concurrency), "errors" (both sides), "one_client": {...}, "server_cores" and
+"server_cpu_ms_per_request" ({"gateway", "in_process"}: the CPU the serving side used in the 64-client phases —
+gunicorn's processes, or this process — as cores kept busy and per request), ...}. Target
 (issue 8): overhead p50 <= 5 ms with zero errors. In-process, requests queue per weight set and greedy ones
 are decoded together (micro-batching, workers/serve/served.py), so 64 clients get ~440 requests/s on this 2-core
 machine, where the model's forward dominates. Behind the gateway, each request also costs
@@ -44,6 +46,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,6 +55,8 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from _common import cpu_seconds, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -278,6 +283,21 @@ def warm(call, what: str, timeout: float = 120, proc: subprocess.Popen | None = 
     raise RuntimeError(f"{what} never answered: {problem}")
 
 
+def with_cpu(result: dict, cpu: float) -> dict:
+    """`result` with the CPU the side serving the requests used: cores kept busy and CPU ms a request."""
+    return {**result, "server_cores": round(cpu / result["seconds"], 2),
+            "server_cpu_ms_per_request": round(cpu / max(result["requests"], 1) * 1000, 2)}  # fmt: skip
+
+
+def tree_cpu(pid: int) -> float:
+    return sum(map(cpu_seconds, process_tree(pid)))
+
+
+def self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def phase(name: str, result: dict) -> dict:
     print(json.dumps({"bench": "serving", "phase": name, **result}), flush=True)
     return result
@@ -323,7 +343,8 @@ def main() -> int:
             call = http_caller(port, token)
             warm(call, "the gateway", proc=server)
             log("gateway answered")
-            gw = phase("gateway", drive(clients, seconds, call))
+            before = tree_cpu(server.pid)  # gunicorn's master and workers, not the clients in this process
+            gw = phase("gateway", with_cpu(drive(clients, seconds, call), tree_cpu(server.pid) - before))
             gw1 = phase("gateway-1-client", drive(1, seconds / 3, call))
         from django.db import connections
 
@@ -334,7 +355,8 @@ def main() -> int:
         served = ModelCache(capacity=1, device="cpu").get(spec_of(version))
         call = in_process_caller(served)
         warm(call, "the in-process model")
-        local = phase("in-process", drive(clients, seconds, call))
+        before = self_cpu()  # the model, and the clients' calls into it
+        local = phase("in-process", with_cpu(drive(clients, seconds, call), self_cpu() - before))
         local1 = phase("in-process-1-client", drive(1, seconds / 3, call))
 
     def minus(a, b):
@@ -347,6 +369,9 @@ def main() -> int:
         "overhead_p50_ms": minus(gw["p50_ms"], local["p50_ms"]), "errors": gw["errors"] + local["errors"],
         "clients": clients, "seconds": seconds, "max_tokens": MAX_TOKENS,
         "in_process": {k: local[k] for k in ("rps", "p50_ms", "p95_ms", "errors")},
+        "server_cores": {"gateway": gw["server_cores"], "in_process": local["server_cores"]},
+        "server_cpu_ms_per_request": {"gateway": gw["server_cpu_ms_per_request"],
+                                      "in_process": local["server_cpu_ms_per_request"]},
         "one_client": {
             "gateway_p50_ms": gw1["p50_ms"], "in_process_p50_ms": local1["p50_ms"],
             "overhead_p50_ms": minus(gw1["p50_ms"], local1["p50_ms"]),

@@ -31,3 +31,5 @@ def test_the_quick_serving_benchmark_answers_every_request_and_prints_its_summar
     assert summary["rps"] > 0 and summary["in_process"]["rps"] > 0
     assert summary["p95_ms"] >= summary["p50_ms"] > 0
     assert isinstance(summary["overhead_p50_ms"], float)
+    assert summary["server_cores"]["gateway"] > 0 and summary["server_cores"]["in_process"] > 0
+    assert summary["server_cpu_ms_per_request"]["gateway"] > 0
