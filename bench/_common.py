@@ -3,6 +3,7 @@
 import contextlib
 import os
 import platform
+import resource
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -43,6 +44,12 @@ def django_on_postgres(*, redis: bool = False) -> Iterator[None]:
 
 def machine() -> str:
     return f"{os.cpu_count()} cores, python {platform.python_version()}"
+
+
+def rusage_cpu(who: int = resource.RUSAGE_SELF) -> float:
+    """User + system CPU seconds of this process (or, with RUSAGE_CHILDREN, of its ended children)."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def process_tree(pid: int) -> list[int]:

@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import cpu_seconds, django_on_postgres, machine, process_tree
+from _common import cpu_seconds, django_on_postgres, machine, process_tree, rusage_cpu
 
 CJK_FIRST, CJK_COUNT = 0x4E00, 3000  # the first 3,000 ideographs of the CJK block
 EN_WORDS = """order refund shipping delivery invoice warranty account password discount coupon address payment card
@@ -189,8 +189,7 @@ def backend_pid() -> int:
 def cpu_now(backend: int) -> tuple[float, float, float]:
     """CPU seconds (user + system) used so far by this process, by its ended children (the build's forked step,
     signature and export processes; the file generator has ended before), and by the PostgreSQL backend."""
-    me, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, ended.ru_utime + ended.ru_stime, cpu_seconds(backend)
+    return rusage_cpu(), rusage_cpu(resource.RUSAGE_CHILDREN), cpu_seconds(backend)
 
 
 def recall(version, injected: set[int]) -> tuple[float, int]:

@@ -46,7 +46,6 @@ import http.client
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -56,7 +55,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from _common import cpu_seconds, process_tree
+from _common import cpu_seconds, process_tree, rusage_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -293,11 +292,6 @@ def tree_cpu(pid: int) -> float:
     return sum(map(cpu_seconds, process_tree(pid)))
 
 
-def self_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def phase(name: str, result: dict) -> dict:
     print(json.dumps({"bench": "serving", "phase": name, **result}), flush=True)
     return result
@@ -355,8 +349,8 @@ def main() -> int:
         served = ModelCache(capacity=1, device="cpu").get(spec_of(version))
         call = in_process_caller(served)
         warm(call, "the in-process model")
-        before = self_cpu()  # the model, and the clients' calls into it
-        local = phase("in-process", with_cpu(drive(clients, seconds, call), self_cpu() - before))
+        before = rusage_cpu()  # the model, and the clients' calls into it
+        local = phase("in-process", with_cpu(drive(clients, seconds, call), rusage_cpu() - before))
         local1 = phase("in-process-1-client", drive(1, seconds / 3, call))
 
     def minus(a, b):

@@ -41,17 +41,14 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
                 os.killpg(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     for proc in procs:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    # A leader that exited can leave children in its group: celery's embedded beat (-B), when SIGTERM reached it
-    # while it was still starting, lived on as an orphan (seen once under a loaded, two-process test run).
+    # Then every group is killed, its leader gone or not: a leader that exited can leave children in its group
+    # (celery's embedded beat, -B, when SIGTERM reached it while it was still starting, lived on as an orphan).
     for proc in procs:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def prepare(env: dict, var: Path) -> None:

@@ -237,7 +237,7 @@ def _quiet():
         yield
 
 
-def _dynamic_int8(model: nn.Module, names: list[str], scales: str = "tensor") -> None:
+def _dynamic_int8(model: nn.Module, names: list[str], scales: str) -> None:
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
     from workers.compress.pertoken import dynamic_linear_class

@@ -139,8 +139,9 @@ def _apply(config: CompressConfig, model, tokenizer, result: CompressResult):
 
 
 def _recovery_teacher(config: CompressConfig, model):
-    """A frozen copy of the unpruned source, when it is to teach the recovery (``recovery_teacher``)."""
-    if not (config.recovery_teacher and config.method in PRUNE and config.steps > 0):
+    """A frozen copy of the unpruned source, when it is to teach the recovery (``recovery_teacher``; validate()
+    allows it only for pruning with recovery steps)."""
+    if not config.recovery_teacher:
         return None
     teacher = copy.deepcopy(model).eval()
     teacher.requires_grad_(False)
