@@ -119,9 +119,17 @@ class DatasetVersion(models.Model):
 
 
 class DatasetExample(models.Model):
-    """One row of a version, as exported, with where it came from."""
+    """One row of a version, as exported, with where it came from.
 
-    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="examples")
+    A version's rows are COPYed in one go (a million in a big build), so the table carries only the indexes its
+    reads need, and no database-side foreign key on `version`: PostgreSQL checks such a key with a query per row
+    (a third of the COPY's time, measured in bench/RESULTS.md). The rows are written only by the build, in the
+    transaction that holds their version, and Django deletes them with it (on_delete runs in Django, not in the
+    database); the composite indexes, which lead with `version`, serve its lookups."""
+
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="examples", db_constraint=False, db_index=False
+    )
     position = models.PositiveIntegerField(help_text="Order within the version (exports follow it).")
     split = models.CharField(max_length=10)  # train | validation | test
     fields = models.JSONField()
@@ -129,7 +137,12 @@ class DatasetExample(models.Model):
     origin = models.CharField(max_length=10)  # case | file | version | replay
     ref = models.JSONField(default=dict, help_text='{"case": 12} | {"file": "a.jsonl", "line": 3} | …')
     case = models.ForeignKey(
-        "datasets_app.ErrorCase", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False
+        "datasets_app.ErrorCase",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # Meta's example_case indexes it (this default index was a second, identical one)
     )
     augmented = models.CharField(max_length=16, blank=True)
     group = models.BigIntegerField(default=-1)

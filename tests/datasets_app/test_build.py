@@ -383,3 +383,28 @@ def test_an_export_that_fails_in_its_process_fails_the_build_and_stores_nothing(
     version = build_inline(new_version(world, dataset, recipe()))
     assert version.status == VersionStatus.FAILED and "disk full" in version.error
     assert not DatasetExample.objects.filter(version=version).exists()
+
+
+def test_deleting_a_version_deletes_its_rows_without_a_database_foreign_key(world, dataset):
+    for i in range(20):
+        approved_case(i)
+    version = build_inline(new_version(world, dataset, recipe()))
+    other = build_inline(new_version(world, dataset, recipe()))
+    assert DatasetExample.objects.filter(version=version).count() == 20
+    version.delete()  # on_delete=CASCADE runs in Django: the rows go with their version
+    assert not DatasetExample.objects.filter(version_id=version.pk).exists()
+    assert DatasetExample.objects.filter(version=other).count() == 20
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY path's indexes are PostgreSQL's")
+def test_the_example_table_carries_only_the_indexes_its_reads_need(db):
+    """Every index and foreign key costs each COPYed row (bench/RESULTS.md): the version's own index and a
+    second index on case were duplicates of these, and the foreign key's check was a query per row."""
+    table = DatasetExample._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = %s", [table])
+        columns = sorted(d.split("USING btree ")[1] for (d,) in cursor.fetchall())
+        cursor.execute("SELECT contype FROM pg_constraint WHERE conrelid = %s::regclass", [table])
+        kinds = sorted(kind for (kind,) in cursor.fetchall())
+    assert columns == ["(case_id)", "(id)", "(version_id, key)", '(version_id, split, "position")']
+    assert kinds == ["c", "c", "p"]  # position ≥ 0, tokens ≥ 0, the primary key: no foreign key
