@@ -38,20 +38,19 @@ Signatures = Callable[[np.ndarray], np.ndarray]  # row positions (sorted, unique
 
 
 class NearIndex:
-    """A reference set of rows (exact ids and prepared near-duplicate texts) in which other rows are looked up."""
+    """A reference set of rows (exact ids and LSH band keys) in which other rows are looked up; the MinHash
+    signatures of reference rows come from `signatures_of(positions)`, asked only for rows that are candidates of
+    some lookup (`text_index` makes them all from the texts; a build's dedup step has already made most)."""
 
-    def __init__(self, ids: np.ndarray, texts: list[str], threshold: float, fork_min: int = 0):
-        """`fork_min`: see near.many_signatures."""
-        self.threshold = threshold
-        self.sigs = many_signatures(texts, fork_min)
+    def __init__(self, ids: np.ndarray, bands: np.ndarray, threshold: float, signatures_of: Signatures):
+        self.threshold, self.signatures_of = threshold, signatures_of
         self.id_order = np.argsort(ids, kind="stable")
         self.sorted_ids = np.asarray(ids, dtype=np.uint64)[self.id_order]
-        keys = band_keys(sketch(texts), threshold)
-        self.band_order = [np.argsort(keys[:, band], kind="stable") for band in range(keys.shape[1])]
-        self.sorted_bands = [keys[order, band] for band, order in enumerate(self.band_order)]
+        self.band_order = [np.argsort(bands[:, band], kind="stable") for band in range(bands.shape[1])]
+        self.sorted_bands = [bands[order, band] for band, order in enumerate(self.band_order)]
 
     def __len__(self) -> int:
-        return len(self.sigs)
+        return len(self.sorted_ids)
 
     def match(self, ids: np.ndarray, bands: np.ndarray, signatures_of: Signatures):
         """For each row: (kind, reference index): kind EXACT, NEAR or 0 (none, index -1); exact wins.
@@ -68,9 +67,10 @@ class NearIndex:
         kind[hit], ref[hit] = EXACT, self.id_order[at[hit]]
         rows, refs = self._candidates(bands, ~hit)
         if len(rows):
-            involved = np.unique(rows)
-            sigs = signatures_of(involved)
-            ok = similar(sigs[np.searchsorted(involved, rows)], self.sigs[refs], self.threshold)
+            involved, known = np.unique(rows), np.unique(refs)
+            sigs, ref_sigs = signatures_of(involved), self.signatures_of(known)
+            at_row, at_ref = np.searchsorted(involved, rows), np.searchsorted(known, refs)
+            ok = similar(sigs[at_row], ref_sigs[at_ref], self.threshold)
             rows, refs = (
                 rows[ok][::-1],
                 refs[ok][::-1],
@@ -146,6 +146,12 @@ def ids_and_texts(examples: list[Example]) -> tuple[np.ndarray, list[str]]:
     return np.array(ids, dtype=np.uint64), texts
 
 
+def text_index(ids: np.ndarray, texts: list[str], threshold: float) -> NearIndex:
+    """A NearIndex of rows whose prepared texts are at hand (`ids_and_texts`); their signatures are made here."""
+    sigs = many_signatures(texts)
+    return NearIndex(ids, band_keys(sketch(texts), threshold), threshold, lambda positions: sigs[positions])
+
+
 def leakage_report(train_like: Iterable[Example], test: Iterable[Example], threshold: float = 0.8) -> dict:
     """How many `test` rows appear again in `train_like`, exactly or nearly (see the module docstring)."""
     test = list(test)
@@ -154,7 +160,7 @@ def leakage_report(train_like: Iterable[Example], test: Iterable[Example], thres
 
 def leak_matches(train_like: Iterable[Example], test: list[Example], threshold: float = 0.8) -> LeakReport:
     """The accumulated matches; ``.kind[i]`` is test row i's strongest match (0 none, EXACT, NEAR)."""
-    index = NearIndex(*ids_and_texts(test), threshold)
+    index = text_index(*ids_and_texts(test), threshold)
     report = LeakReport(index)
     rows = iter(train_like)
     while batch := list(islice(rows, BATCH)):

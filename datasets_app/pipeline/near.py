@@ -373,6 +373,10 @@ class Dedup:
         self._ids: list[int] = []
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: deque[Future] = deque()
+        self._signed = (
+            np.empty(0, np.int64),
+            np.empty((0, NUM_PERM), np.uint32),
+        )  # (rows, signatures) decide made
 
     def collect(self, examples: Iterable[Example], stats: StepStats) -> Iterator[Example]:
         """Yield every row unchanged but for `example.key`; rows are numbered in the order they pass here."""
@@ -453,8 +457,16 @@ class Dedup:
         return self.spool.fetch(rows)
 
     def signatures(self, rows: np.ndarray) -> np.ndarray:
-        """The MinHash signatures of `rows` (sorted, unique collect indexes), computed from the text spool."""
-        return many_signatures(self.texts(rows), FORK_MIN)
+        """The MinHash signatures of `rows` (sorted, unique collect indexes): those `decide` made are kept and
+        reused (the leakage check asks again for rows near other rows); the others are made from the text spool."""
+        signed, kept = self._signed
+        out = np.empty((len(rows), NUM_PERM), dtype=np.uint32)
+        at = np.minimum(np.searchsorted(signed, rows), max(len(signed) - 1, 0))
+        have = signed[at] == rows if len(signed) else np.zeros(len(rows), dtype=bool)
+        out[have] = kept[at[have]]
+        if not have.all():
+            out[~have] = many_signatures(self.texts(rows[~have]), FORK_MIN)
+        return out
 
     def decide(self) -> Decision:
         ids = self.all_ids()
@@ -473,6 +485,7 @@ class Dedup:
             doubt = np.flatnonzero(~keep)  # the other pairs are confirmed by their signatures
             involved = np.unique(np.concatenate([i[doubt], j[doubt]]))  # positions in `rows`
             sigs = self.signatures(rows[involved])
+            self._signed = (rows[involved], sigs)
             at_i, at_j = np.searchsorted(involved, i[doubt]), np.searchsorted(involved, j[doubt])
             keep[doubt] = confirmed(at_i, at_j, sigs, self.cfg.threshold)
             label = clusters(n, rows[i[keep]], rows[j[keep]])

@@ -43,8 +43,8 @@ from datasets_app.pipeline.augment import KINDS, Augmenter, Translate
 from datasets_app.pipeline.filters import Filter
 from datasets_app.pipeline.forked import map_in_two
 from datasets_app.pipeline.integrity import Integrity
-from datasets_app.pipeline.leakage import LeakReport, NearIndex, ids_and_texts
-from datasets_app.pipeline.near import EXACT, FORK_MIN, KEEP, NEAR, REASONS, Decision, Dedup, keyed_texts
+from datasets_app.pipeline.leakage import LeakReport, NearIndex, ids_and_texts, text_index
+from datasets_app.pipeline.near import EXACT, KEEP, NEAR, REASONS, Decision, Dedup, keyed_texts
 from datasets_app.pipeline.normalise import Normalise
 from datasets_app.pipeline.recipe import Recipe
 from datasets_app.pipeline.sensitive import Sensitive
@@ -346,7 +346,7 @@ class _Build:
         return split_code
 
     def _leaking(self, rows: np.ndarray, pinned: list[Example]) -> np.ndarray:
-        index = NearIndex(*ids_and_texts(pinned), self.recipe.steps.dedup.threshold)
+        index = text_index(*ids_and_texts(pinned), self.recipe.steps.dedup.threshold)
         out = np.zeros(len(rows), dtype=bool)
         for lo in range(0, len(rows), CHUNK):
             out[lo : lo + CHUNK] = self._match(index, rows[lo : lo + CHUNK])[0] > 0
@@ -405,9 +405,12 @@ class _Build:
         threshold = self.recipe.steps.dedup.threshold
         test = np.flatnonzero(split_code == TEST)
         if pinned:
-            index = NearIndex(*ids_and_texts(pinned), threshold)
+            index = text_index(*ids_and_texts(pinned), threshold)
         else:
-            index = NearIndex(self.dedup.all_ids()[test], self.dedup.texts(test), threshold, FORK_MIN)
+            bands = self.dedup.all_bands()[test]
+            index = NearIndex(
+                self.dedup.all_ids()[test], bands, threshold, lambda at: self.dedup.signatures(test[at])
+            )
         report = LeakReport(index)
         train_like = np.flatnonzero((split_code == TRAIN) | (split_code == VALIDATION))
         parts = [train_like[lo : lo + CHUNK] for lo in range(0, len(train_like), CHUNK)]

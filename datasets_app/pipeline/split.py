@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from datasets_app.pipeline.leakage import NearIndex, ids_and_texts
+from datasets_app.pipeline.leakage import ids_and_texts, text_index
 from datasets_app.pipeline.recipe import SplitStep
 from datasets_app.pipeline.types import SPLITS, BuildError, Example, StepStats
 
@@ -143,7 +143,7 @@ class Split:
         return out
 
     def _drop_leaks(self, rows: list[Example], pinned_test: list[Example], stats: StepStats) -> list[Example]:
-        index = NearIndex(*ids_and_texts(pinned_test), self.threshold)
+        index = text_index(*ids_and_texts(pinned_test), self.threshold)
         kind, _ = index.match_texts(*ids_and_texts(rows))
         for example in (e for e, k in zip(rows, kind.tolist(), strict=True) if k):
             stats.drop(example, "leaks_pinned_test")

@@ -2,7 +2,10 @@
 
 import random
 
-from datasets_app.pipeline.leakage import leakage_report
+import numpy as np
+
+from datasets_app.pipeline.leakage import NearIndex, ids_and_texts, leakage_report, text_index
+from datasets_app.pipeline.near import NEAR, band_keys, sketch
 from datasets_app.pipeline.types import Example
 
 HAN = [chr(0x4E00 + i) for i in range(2000)]
@@ -71,3 +74,24 @@ def test_it_streams_training_data_larger_than_a_batch():
     report = leakage_report(train, test, threshold=0.9)
 
     assert report["exact"] == 2 and report["checked_train"] == 5002
+
+
+def test_an_index_asks_only_for_the_signatures_of_reference_rows_near_a_looked_up_row():
+    test, train = rows(200, 2, "test"), rows(300, 1, "train")
+    output = test[10].fields["output"]
+    train.append(Example("instruction", {**test[10].fields, "output": output[:20] + "乙" + output[21:]}, "file",
+                         {"file": "other-model.jsonl", "line": 8}))  # fmt: skip
+    eager = text_index(*ids_and_texts(test), 0.8)
+    asked: list[int] = []
+
+    def signatures_of(positions):
+        asked.extend(positions.tolist())
+        return eager.signatures_of(positions)
+
+    lazy = NearIndex(eager.sorted_ids[np.argsort(eager.id_order)], band_keys(sketch(ids_and_texts(test)[1]), 0.8),
+                     0.8, signatures_of)  # fmt: skip
+    ids, texts = ids_and_texts(train)
+    kind, ref = lazy.match_texts(ids, texts)
+
+    assert np.array_equal(kind, eager.match_texts(ids, texts)[0]) and ref[-1] == 10 and kind[-1] == NEAR
+    assert 10 in asked and len(set(asked)) < len(test) // 4

@@ -220,3 +220,21 @@ def test_it_honours_the_threshold(tmp_path, threshold):
     verdict, _, _ = dedup(rows, tmp_path, threshold=threshold)
 
     assert verdict[1] == (NEAR if threshold <= 0.89 else KEEP)
+
+
+def test_it_keeps_the_signatures_decide_made_and_makes_only_the_others_again(tmp_path, monkeypatch):
+    rng = random.Random(5)
+    rows = [chat(f"Where is refund {i}?", edit(rng, EN, 2)) for i in range(6)]
+    rows += [chat("Something else entirely", "A different answer here."), chat("退款去哪了？", ZH)]
+    step = Dedup(DedupStep(), tmp_path)
+    list(step.collect(rows, StepStats("dedup")))
+    made: list[int] = []
+    real = near.many_signatures
+    monkeypatch.setattr(near, "many_signatures", lambda texts, *a: made.append(len(texts)) or real(texts, *a))
+    monkeypatch.setattr(near, "sure_votes", lambda threshold: 99)  # every candidate pair is signed in decide
+
+    assert step.decide().verdict.tolist()[:6] == [KEEP] + [NEAR] * 5
+    signed = made.pop()
+    everything = np.arange(len(rows))
+    assert np.array_equal(step.signatures(everything), real(step.texts(everything)))
+    assert 0 < signed < len(rows) and made == [len(rows) - signed]  # only the rows decide did not sign
