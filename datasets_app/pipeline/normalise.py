@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from datasets_app.dedup import _INVISIBLE
 from datasets_app.pipeline.recipe import NormaliseStep
-from datasets_app.pipeline.types import Example, StepStats
+from datasets_app.pipeline.types import Example, StepStats, count_note
 
 _KEPT_PUNCTUATION = re.compile("([，！？：；（）～…]+)")
 # Vertical whitespace other than \n (\r after \r\n is handled first): all become \n.
@@ -148,13 +148,3 @@ class Normalise:
             yield example
         if changed:
             count_note(stats, "rows changed", changed)
-
-
-def count_note(stats: StepStats, what: str, n: int) -> None:
-    """Keep one running "N <what>" note per step across the batches a step is called with."""
-    for i, note in enumerate(stats.notes):
-        count, _, rest = note.partition(" ")
-        if rest == what and count.isdigit():
-            stats.notes[i] = f"{int(count) + n} {what}"
-            return
-    stats.notes.append(f"{n} {what}")

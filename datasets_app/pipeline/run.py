@@ -1,7 +1,7 @@
 """Run a dataset version's build steps: `run_pipeline(examples, recipe, ...) -> PipelineResult`.
 
-1. Stream, a batch of rows at a time: normalise -> filter -> sensitive -> integrity -> dedup keys in a second
-   process (stepworker.py) while this one reads the next batches, then the sketches here and the batch written
+1. Stream, a batch of rows at a time: normalise -> filter -> sensitive -> integrity -> dedup keys in two other
+   processes (stepworker.py) while this one reads the next batches, then the sketches here and the batch written
    to `spool_dir/rows.jsonl`. Replay rows (a seeded sample of round(ratio × task rows) from
    `replay`, marked origin "replay") follow the task rows through dedup.collect into the spool.
 2. dedup.decide: which rows are kept, their cluster ids.
@@ -49,7 +49,7 @@ from datasets_app.pipeline.normalise import Normalise
 from datasets_app.pipeline.recipe import Recipe
 from datasets_app.pipeline.sensitive import Sensitive
 from datasets_app.pipeline.split import TEST, TRAIN, VALIDATION, assign_splits
-from datasets_app.pipeline.stepworker import IN_FLIGHT, Processed, StepWorker
+from datasets_app.pipeline.stepworker import IN_FLIGHT, Processed, StepWorkers
 from datasets_app.pipeline.tokens import TokenCounter
 from datasets_app.pipeline.types import DROPPED_EXAMPLES_KEPT, SPLITS, BuildError, Example, StepStats
 
@@ -220,9 +220,9 @@ class _Build:
         return out
 
     def stream(self, examples: Iterable[Example]) -> None:
-        """Read the sources here while a StepWorker runs the per-row steps on the other core (stepworker.py)."""
+        """Read the sources here while StepWorkers run the per-row steps in other processes (stepworker.py)."""
         rows, seen, reported = iter(examples), 0, 0
-        with StepWorker(self.stream_steps, self.stats, keyed_texts) as worker:
+        with StepWorkers(self.stream_steps, keyed_texts) as worker:
             while True:
                 with gc_paused():  # the source's rows too: reading them makes as many dicts as the steps do
                     batch = list(islice(rows, BATCH))
@@ -238,17 +238,13 @@ class _Build:
                     self.report(0.6 * min(1.0, seen / self.total) if self.total else 0.0, f"{seen} rows read")
             while worker.pending:
                 self._spool_processed(worker.receive())
-            self._merge(worker.finish())
         for name in ("normalise", "filter", "sensitive", "integrity"):
             if not self.stats[name].rows_out:
                 raise BuildError(self._nothing_left(name))
 
-    def _merge(self, stats: dict[str, StepStats]) -> None:
-        for name in ("normalise", "filter", "sensitive", "integrity"):
-            self.stats[name] = stats[name]
-        self.stats["dedup"].seconds += stats["dedup"].seconds  # the keys, made in the worker
-
     def _spool_processed(self, done: Processed) -> None:
+        for name, stats in done.stats.items():
+            self.stats[name].merge(stats)
         started = time.perf_counter()
         self.dedup.add(done.keys, done.texts, self.stats["dedup"])
         self.rows.write_line(done.line, len(done.keys))

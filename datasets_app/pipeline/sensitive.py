@@ -9,9 +9,9 @@
 from collections.abc import Iterable, Iterator
 
 from datasets_app.pii import SensitiveWords
-from datasets_app.pipeline.normalise import all_texts, count_note, map_texts
+from datasets_app.pipeline.normalise import all_texts, map_texts
 from datasets_app.pipeline.recipe import SensitiveStep
-from datasets_app.pipeline.types import Example, StepStats
+from datasets_app.pipeline.types import Example, StepStats, count_note
 
 
 class Sensitive:

@@ -1,18 +1,20 @@
-"""The per-row steps of a build (normalise, filter, sensitive, integrity) and dedup's keys, in a second process.
+"""The per-row steps of a build (normalise, filter, sensitive, integrity) and dedup's keys, in other processes.
 
-`StepWorker(steps, stats, key)` forks a child (see forked.py for why a bare fork) that owns the steps and their
-StepStats from then on. The caller `submit`s batches of Examples in input order and `receive`s, in the same
-order, what the rest of the build needs of each batch's surviving rows:
+`StepWorkers(steps, key)` forks `WORKERS` children (see forked.py for why a bare fork), each with its own copy of
+the steps. The caller `submit`s batches of Examples in input order, dealt to the children in turn, and
+`receive`s, in the same order, what the rest of the build needs of each batch's surviving rows:
 
     Processed.line   the rows as RowSpool stores them (one JSON line of row tuples), written to the spool as is
     Processed.keys / texts / categories / replays   each row's exact key, near-duplicate text, category and
                      whether it is a replay row (for dedup, the split's strata and the replay flags)
+    Processed.stats  what each step did to this batch (StepStats by step name, "dedup" holding the keys' time):
+                     merged in order (StepStats.merge), they are what one process running every batch gives
 
-`finish()` returns the steps' StepStats, the same as if the steps had run in the caller (one process runs every
-batch in order, so the first dropped examples, counts and notes are identical). An exception in the child is
-raised by `receive`/`finish` in the caller. The caller reads the sources and computes the sketches meanwhile:
-two threads of the caller write batches to and read results from the pipes, so neither process waits for the
-other to drain a pipe; at most `IN_FLIGHT` batches are queued ahead.
+An exception in a child is raised by `receive` in the caller. The caller reads the sources and computes the
+sketches meanwhile: two threads of the caller per child write batches to and read results from the pipes, so
+neither side waits for the other to drain a pipe; at most `IN_FLIGHT` batches are queued ahead. Two children,
+because one was the stream's bottleneck: the steps cost a row more than reading it does here (measured in
+bench/RESULTS.md).
 """
 
 import contextlib
@@ -32,9 +34,10 @@ import orjson
 from datasets_app.pipeline.forked import ChildDied, fork_child
 from datasets_app.pipeline.types import Example, StepStats
 
-IN_FLIGHT = 3
+IN_FLIGHT = 4  # two a child
+WORKERS = 2
 _HEADER = struct.Struct("<cQ")  # kind, payload length
-_ROWS, _DONE, _STATS, _ERROR = b"R", b"D", b"S", b"E"
+_ROWS, _ERROR = b"R", b"E"
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Processed:
     texts: list[str]
     categories: list[str]
     replays: list[bool]
+    stats: dict[str, StepStats]
 
 
 def spool_row(e: Example) -> tuple:
@@ -62,12 +66,56 @@ def spool_row(e: Example) -> tuple:
     )
 
 
+class StepWorkers:
+    """`count` StepWorker children taking the batches in turn (see the module docstring)."""
+
+    def __init__(self, steps: list, key: Callable[[Example], tuple[str, str]], count: int = WORKERS):
+        self.workers: list[StepWorker] = []
+        try:  # every child is forked before any thread starts, and closes the pipes of those forked before it
+            for _ in range(count):
+                others = [fd for worker in self.workers for fd in worker.fds()]
+                self.workers.append(StepWorker(steps, key, close=others))
+        except BaseException:
+            self.close()
+            raise
+        for worker in self.workers:
+            worker.start()
+        self.sent = self.received = 0
+
+    @property
+    def pending(self) -> int:
+        return self.sent - self.received
+
+    def submit(self, batch: list[Example]) -> None:
+        self.workers[self.sent % len(self.workers)].submit(batch)
+        self.sent += 1
+
+    def receive(self) -> Processed:
+        done = self.workers[self.received % len(self.workers)].receive()
+        self.received += 1
+        return done
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+    def __enter__(self) -> "StepWorkers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class StepWorker:
-    def __init__(self, steps: list, stats: dict[str, StepStats], key: Callable[[Example], tuple[str, str]]):
+    """One child running the steps on the batches it is sent, in order; `start()` starts the caller's threads."""
+
+    def __init__(
+        self, steps: list, key: Callable[[Example], tuple[str, str]], close: list[int] | None = None
+    ):
         from_parent, to_child = os.pipe()  # (read end, write end)
         from_child, to_parent = os.pipe()
-        serve = lambda: _serve(steps, stats, key, from_parent, to_parent)  # noqa: E731
-        self.pid = fork_child(serve, close=(to_child, from_child))
+        serve = lambda: _serve(steps, key, from_parent, to_parent)  # noqa: E731
+        self.pid = fork_child(serve, close=(to_child, from_child, *(close or ())))
         os.close(from_parent)
         os.close(to_parent)
         self._out, self._in = os.fdopen(to_child, "wb"), os.fdopen(from_child, "rb")
@@ -75,36 +123,26 @@ class StepWorker:
         self._inbox: queue.Queue = queue.Queue()
         self._threads = [threading.Thread(target=self._send, daemon=True, name="steps-send"),
                          threading.Thread(target=self._receive, daemon=True, name="steps-receive")]  # fmt: skip
+        self._done = False
+
+    def fds(self) -> list[int]:
+        """This side's ends of the child's pipes (a child forked later must not hold them open)."""
+        return [self._out.fileno(), self._in.fileno()]
+
+    def start(self) -> None:
         for thread in self._threads:
             thread.start()
-        self.pending, self._done = 0, False
 
     def submit(self, batch: list[Example]) -> None:
         self._outbox.put((_ROWS, orjson.dumps([spool_row(e) for e in batch])))
-        self.pending += 1
 
     def receive(self) -> Processed:
-        kind, value = self._next()
-        if kind != _ROWS:
-            raise ChildDied(f"the step process answered {kind!r}")
-        self.pending -= 1
-        return Processed(*value)
-
-    def finish(self) -> dict[str, StepStats]:
-        """The steps' StepStats, once every submitted batch was received."""
-        assert not self.pending, "receive every batch first"
-        self._outbox.put((_DONE, b""))
-        kind, stats = self._next()
-        self.close()
-        return stats
-
-    def _next(self) -> tuple[bytes, object]:
         kind, payload = self._inbox.get()
         if kind == _ERROR:
             raise pickle.loads(payload)
-        if kind is None:
+        if kind != _ROWS:
             raise ChildDied("the step process ended without an answer (killed, or out of memory?)")
-        return kind, pickle.loads(payload)
+        return Processed(*pickle.loads(payload))
 
     def _send(self) -> None:
         try:
@@ -113,7 +151,7 @@ class StepWorker:
                 self._out.write(_HEADER.pack(kind, len(payload)))
                 self._out.write(payload)
                 self._out.flush()
-        except (BrokenPipeError, ValueError):  # the child is gone or we closed: `_next` reports it
+        except (BrokenPipeError, ValueError):  # the child is gone or we closed: `receive` reports it
             pass
 
     def _receive(self) -> None:
@@ -137,20 +175,15 @@ class StepWorker:
         for (
             thread
         ) in self._threads:  # the sender stops at None (or a broken pipe), the receiver at end of file
-            thread.join(timeout=5)
+            if thread.is_alive():
+                thread.join(timeout=5)
         for pipe in (self._out, self._in):
             with contextlib.suppress(OSError):
                 pipe.close()
 
-    def __enter__(self) -> "StepWorker":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _serve(steps: list, stats: dict[str, StepStats], key, read: int, write: int) -> None:
-    """The child's loop: a batch in, its steps run, the surviving rows out; the StepStats at the end."""
+def _serve(steps: list, key, read: int, write: int) -> None:
+    """The child's loop: a batch in, its steps run, the surviving rows and the batch's StepStats out."""
     gc.disable()  # rows are acyclic; the child lives for one build
     inbox, out = os.fdopen(read, "rb"), os.fdopen(write, "wb")
 
@@ -162,18 +195,19 @@ def _serve(steps: list, stats: dict[str, StepStats], key, read: int, write: int)
 
     try:
         while header := inbox.read(_HEADER.size):
-            kind, size = _HEADER.unpack(header)
-            if kind == _DONE:
-                answer(_STATS, stats)
-                return
+            _, size = _HEADER.unpack(header)
             batch = [Example(*row) for row in orjson.loads(inbox.read(size))]
+            stats = {step.name: StepStats(step.name) for step in steps}
             for step in steps:
                 started = time.perf_counter()
                 batch = list(step(batch, stats[step.name]))
                 stats[step.name].seconds += time.perf_counter() - started
             started = time.perf_counter()
-            answer(_ROWS, _processed(batch, key))
-            stats["dedup"].seconds += time.perf_counter() - started  # the keys were dedup's work
+            done = _processed(batch, key)
+            stats["dedup"] = StepStats(
+                "dedup", seconds=time.perf_counter() - started
+            )  # the keys: dedup's work
+            answer(_ROWS, (*done, stats))
     except BaseException as e:  # noqa: BLE001 — raised again in the parent
         try:
             answer(_ERROR, e)

@@ -56,10 +56,36 @@ class StepStats:
         if len(kept) < DROPPED_EXAMPLES_KEPT:
             kept.append({"ref": example.ref, "fields": example.fields})
 
+    def merge(self, later: "StepStats") -> None:
+        """Add what the step did to later rows (the next batches): as if one run had seen all of them."""
+        self.rows_in += later.rows_in
+        self.rows_out += later.rows_out
+        self.seconds += later.seconds
+        self.dropped.update(later.dropped)
+        for reason, examples in later.examples.items():
+            kept = self.examples.setdefault(reason, [])
+            kept.extend(examples[: DROPPED_EXAMPLES_KEPT - len(kept)])
+        for note in later.notes:
+            count, _, what = note.partition(" ")
+            if count.isdigit():
+                count_note(self, what, int(count))
+            else:
+                self.notes.append(note)
+
     def as_dict(self) -> dict:
         return {"name": self.name, "rows_in": self.rows_in, "rows_out": self.rows_out,
                 "dropped": dict(self.dropped), "examples": self.examples, "notes": self.notes,
                 "seconds": round(self.seconds, 3)}  # fmt: skip
+
+
+def count_note(stats: StepStats, what: str, n: int) -> None:
+    """Keep one running "N <what>" note per step across the batches a step is called with."""
+    for i, note in enumerate(stats.notes):
+        count, _, rest = note.partition(" ")
+        if rest == what and count.isdigit():
+            stats.notes[i] = f"{int(count) + n} {what}"
+            return
+    stats.notes.append(f"{n} {what}")
 
 
 def keep_unless(

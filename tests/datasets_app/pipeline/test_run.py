@@ -9,7 +9,7 @@ from datasets_app.pii import SensitiveWords
 from datasets_app.pipeline import run
 from datasets_app.pipeline.recipe import Recipe
 from datasets_app.pipeline.run import run_pipeline
-from datasets_app.pipeline.types import BuildError, Example
+from datasets_app.pipeline.types import BuildError, Example, StepStats
 
 HAN = [chr(0x4E00 + i) for i in range(2500)]
 CATEGORIES = ("billing", "shipping", "account")
@@ -187,3 +187,44 @@ def test_it_stops_when_progress_raises(tmp_path):
 
     with pytest.raises(Cancelled):
         run_pipeline(rows(100), recipe(), spool_dir=tmp_path, progress=cancel)
+
+
+def test_the_step_processes_count_and_keep_dropped_examples_as_one_process_would(tmp_path, monkeypatch):
+    def source() -> list[Example]:
+        out = rows(600)
+        for i in (5, 47, 130, 333, 402, 480, 555):  # in 7 batches of 40, dealt to both processes
+            out[i].fields["messages"][2]["content"] = "哈哈" * (6 + i % 5)
+        for i in (7, 90, 250):
+            out[i].fields["messages"][1]["content"] = f"我的机密订单 {i}"
+        return out
+
+    words = SensitiveWords([("机密", "mask")])
+    monkeypatch.setattr(run, "BATCH", 40)
+    result = run_pipeline(iter(source()), recipe(), spool_dir=tmp_path, words=words)
+    steps = run._Build(recipe(), tmp_path / "one", words, lambda *a: None, None).stream_steps
+    batch, expected = source(), {}
+    for step in steps:  # every row through each step in this process, in one call
+        expected[step.name] = StepStats(step.name)
+        batch = list(step(batch, expected[step.name]))
+
+    got = {s.name: {**s.as_dict(), "seconds": 0} for s in result.steps}
+    assert [got[name] for name in expected] == [{**s.as_dict(), "seconds": 0} for s in expected.values()]
+    assert [e["ref"]["line"] for e in got["filter"]["examples"]["repetition"]] == [5, 47, 130, 333, 402]
+    assert got["filter"]["dropped"] == {"repetition": 7} and got["normalise"]["notes"]
+
+
+def test_an_error_in_a_step_process_is_raised_here_and_no_step_process_is_left(tmp_path, monkeypatch):
+    import psutil
+
+    from datasets_app.pipeline.filters import Filter
+
+    def broken(self, example: Example) -> str:
+        if example.ref["line"] == 450:  # batch 11 of 40 rows: the second process's
+            raise BuildError("the tokenizer broke on line 450")
+        return ""
+
+    monkeypatch.setattr(Filter, "reason", broken)
+    monkeypatch.setattr(run, "BATCH", 40)
+    with pytest.raises(BuildError, match="line 450"):
+        run_pipeline(iter(rows(600)), recipe(), spool_dir=tmp_path)
+    assert psutil.Process().children() == []
