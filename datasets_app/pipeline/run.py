@@ -20,8 +20,7 @@ the same input and recipe give the same rows in the same order. Every step's Ste
 
 Memory: one batch of Example objects at a time, plus per row about 100 bytes of numpy arrays (exact id, LSH band
 keys, category code, replay flag, dedup verdict and cluster id, split code); near-duplicate texts are a
-memory-mapped file. Measured at a million chat rows: ~340 MB resident besides the mapped spool files, 10k rows/s
-from JSON lines to the last built row on a 2-core box (the dedup step: ~40-45k rows/s).
+memory-mapped file. Speed and memory at a million rows: bench/dataset_build.py, recorded in bench/RESULTS.md.
 """
 
 import gc
