@@ -373,10 +373,8 @@ class Dedup:
         self._ids: list[int] = []
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: deque[Future] = deque()
-        self._signed = (
-            np.empty(0, np.int64),
-            np.empty((0, NUM_PERM), np.uint32),
-        )  # (rows, signatures) decide made
+        # the rows decide signed (sorted) and their signatures, kept for the leakage check
+        self._signed = (np.empty(0, np.int64), np.empty((0, NUM_PERM), np.uint32))
 
     def collect(self, examples: Iterable[Example], stats: StepStats) -> Iterator[Example]:
         """Yield every row unchanged but for `example.key`; rows are numbered in the order they pass here."""

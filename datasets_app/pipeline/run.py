@@ -402,10 +402,8 @@ class _Build:
         if pinned:
             index = text_index(*ids_and_texts(pinned), threshold)
         else:
-            bands = self.dedup.all_bands()[test]
-            index = NearIndex(
-                self.dedup.all_ids()[test], bands, threshold, lambda at: self.dedup.signatures(test[at])
-            )
+            ids, bands = self.dedup.all_ids()[test], self.dedup.all_bands()[test]
+            index = NearIndex(ids, bands, threshold, lambda at: self.dedup.signatures(test[at]))
         report = LeakReport(index)
         train_like = np.flatnonzero((split_code == TRAIN) | (split_code == VALIDATION))
         parts = [train_like[lo : lo + CHUNK] for lo in range(0, len(train_like), CHUNK)]
