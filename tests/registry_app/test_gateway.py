@@ -237,7 +237,9 @@ def test_every_request_leaves_a_scrubbed_log_row_and_prometheus_counts(productio
     assert all(name.removesuffix("_total") in exposed for name in METRIC_NAMES)
 
 
-def test_the_log_row_is_written_once_however_often_the_response_is_closed():
+def test_the_log_row_is_written_once_however_often_the_response_is_closed(
+    db,
+):  # close() ends the request: Django then checks its connections
     written = []
     response = views.after_sent(HttpResponse("ok"), lambda: written.append("row"))
 
