@@ -25,6 +25,7 @@ from datasets_app.pipeline.near import (
     WINDOW,
     band_keys,
     exact_id,
+    find_sorted,
     keyed_texts,
     many_signatures,
     similar,
@@ -62,8 +63,7 @@ class NearIndex:
         if not n or not len(self):
             return kind, ref
         ids = np.asarray(ids, dtype=np.uint64)
-        at = np.minimum(np.searchsorted(self.sorted_ids, ids), len(self) - 1)
-        hit = self.sorted_ids[at] == ids
+        at, hit = find_sorted(self.sorted_ids, ids)
         kind[hit], ref[hit] = EXACT, self.id_order[at[hit]]
         rows, refs = self._candidates(bands, ~hit)
         if len(rows):

@@ -109,6 +109,14 @@ def exact_id(key: str) -> int:
 # ---- MinHash signatures and sketches, a batch at a time --------------------------------------------------------
 
 
+def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(at, found): for each of `keys`, its position in `sorted_keys` and whether it is there at all."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return at, sorted_keys[at] == keys
+
+
 def prepare(texts: list[str]) -> list[str]:
     """Texts as `signatures` and `sketch` take them: normalised as the notebook does, spaces removed."""
     return [dedup_normalise(t).replace(" ", "") for t in texts]
@@ -459,8 +467,7 @@ class Dedup:
         reused (the leakage check asks again for rows near other rows); the others are made from the text spool."""
         signed, kept = self._signed
         out = np.empty((len(rows), NUM_PERM), dtype=np.uint32)
-        at = np.minimum(np.searchsorted(signed, rows), max(len(signed) - 1, 0))
-        have = signed[at] == rows if len(signed) else np.zeros(len(rows), dtype=bool)
+        at, have = find_sorted(signed, rows)
         out[have] = kept[at[have]]
         if not have.all():
             out[~have] = many_signatures(self.texts(rows[~have]), FORK_MIN)

@@ -48,7 +48,7 @@ from datasets_app.pipeline.normalise import Normalise
 from datasets_app.pipeline.recipe import Recipe
 from datasets_app.pipeline.sensitive import Sensitive
 from datasets_app.pipeline.split import TEST, TRAIN, VALIDATION, assign_splits
-from datasets_app.pipeline.stepworker import IN_FLIGHT, Processed, StepWorkers
+from datasets_app.pipeline.stepworker import IN_FLIGHT, Processed, StepWorkers, spool_row
 from datasets_app.pipeline.tokens import TokenCounter
 from datasets_app.pipeline.types import DROPPED_EXAMPLES_KEPT, SPLITS, BuildError, Example, StepStats
 
@@ -92,9 +92,7 @@ class RowSpool:
         if rows:
             self.offsets.append(self._file.tell())
             self.firsts.append(self.count)
-            data = [(e.task_type, e.fields, e.origin, e.ref, e.category, e.augmented, e.group, e.tokens, e.split,
-                     e.key) for e in rows]  # fmt: skip
-            self._file.write(orjson.dumps(data) + b"\n")
+            self._file.write(orjson.dumps([spool_row(e) for e in rows]) + b"\n")
             self.count += len(rows)
 
     def close(self) -> None:

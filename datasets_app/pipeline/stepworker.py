@@ -172,9 +172,8 @@ class StepWorker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
-        for (
-            thread
-        ) in self._threads:  # the sender stops at None (or a broken pipe), the receiver at end of file
+        # the sender stops at None (or a broken pipe), the receiver at end of file; unstarted ones are not alive
+        for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=5)
         for pipe in (self._out, self._in):
@@ -204,9 +203,8 @@ def _serve(steps: list, key, read: int, write: int) -> None:
                 stats[step.name].seconds += time.perf_counter() - started
             started = time.perf_counter()
             done = _processed(batch, key)
-            stats["dedup"] = StepStats(
-                "dedup", seconds=time.perf_counter() - started
-            )  # the keys: dedup's work
+            # the keys are dedup's work
+            stats["dedup"] = StepStats("dedup", seconds=time.perf_counter() - started)
             answer(_ROWS, (*done, stats))
     except BaseException as e:  # noqa: BLE001 — raised again in the parent
         try:
